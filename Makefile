@@ -1,0 +1,138 @@
+# lipsync: real-time lip-sync serving. One binary (build/lipsync), one library archive, tests,
+# benches, generated models and a demo avatar.
+#
+#   make run        install what is missing, build, generate models + demo avatar, start the server
+#   make test       the same, then every test (C unit tests, integration tests, Python clients)
+#   make test SANITIZE=1   the same under ASan + UBSan (separate build tree)
+#   ORT_ROOT=/opt/onnxruntime make   use another ONNX Runtime install (include/ + lib/)
+#
+# Sources are found by wildcard: a new file under src/<module>/ or tests/test_*.c needs no edit here.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+CC       ?= cc
+SANITIZE ?= 0
+ORT_ROOT ?= third_party/onnxruntime
+MODELS   ?= models
+AVATARS  ?= avatars
+PY       := /usr/bin/python3
+VERSION  := 0.1.0
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT      := -O1
+else
+BUILD    ?= build
+SANFLAGS :=
+OPT      := -O2
+endif
+
+PKGS := grpc gpr libprotobuf-c libjpeg spng zlib libdeflate libavformat libavcodec libswscale \
+        libswresample libavutil kissfft-float yaml-0.1 libcjson libmicrohttpd
+
+ORT_INC := $(ORT_ROOT)/include
+ORT_LIB := $(abspath $(ORT_ROOT)/lib)
+
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+CPPFLAGS += -D_GNU_SOURCE -DLIP_VERSION=\"$(VERSION)\" -DLIP_GIT_REV=\"$(GIT_REV)\" \
+            -Isrc -I$(BUILD)/gen -isystem $(ORT_INC) \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wvla \
+            -fno-strict-aliasing -pthread $(SANFLAGS)
+LDFLAGS  += -pthread $(SANFLAGS) -L$(ORT_LIB) -Wl,-rpath,$(ORT_LIB)
+LDLIBS   += -lonnxruntime $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+
+# ---- sources ---------------------------------------------------------------------------------
+PROTOS   := $(wildcard proto/*.proto)
+GEN_C    := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+GEN_H    := $(GEN_C:.c=.h)
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC:= $(wildcard bench/*.c)
+
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(GEN_C:.c=.o)
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+LIB      := $(BUILD)/liblipsync.a
+BIN      := $(BUILD)/lipsync
+
+.PHONY: all deps models avatar test unit check run bench clean distclean fuzz print-%
+
+all: $(BIN) $(TESTS)
+
+deps:
+	@bash mk/deps.sh
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c -Iproto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CPPFLAGS) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC  $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	@echo "  LD  $@"
+	@$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD  $@"
+	@$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- generated models and the demo avatar -----------------------------------------------------
+MODEL_FILES := $(MODELS)/unet328.onnx $(MODELS)/audio_encoder.onnx $(MODELS)/unet_tiny.onnx \
+               $(MODELS)/audio_encoder_tiny.onnx $(MODELS)/unet_demo.onnx
+
+$(MODELS)/.stamp: tools/gen_models.py tools/lipsync_models.py
+	@mkdir -p $(MODELS)
+	$(PY) tools/gen_models.py --out $(MODELS)
+	@touch $@
+
+models: $(MODELS)/.stamp
+
+$(AVATARS)/demo/.stamp: tools/gen_avatar.py $(MODELS)/.stamp
+	$(PY) tools/gen_avatar.py --out $(AVATARS)/demo --unet $(MODELS)/unet_demo.onnx
+	@touch $@
+
+avatar: $(AVATARS)/demo/.stamp
+
+# ---- tests, run, bench -------------------------------------------------------------------------
+# `make test` = deps + build + models + avatar + every test; the runner prints "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all models avatar
+	@BUILD=$(BUILD) MODELS=$(MODELS) AVATARS=$(AVATARS) bash tests/run.sh
+
+unit: all models
+	@BUILD=$(BUILD) MODELS=$(MODELS) AVATARS=$(AVATARS) TESTS_ONLY=unit bash tests/run.sh
+
+PORT ?= 50053
+run: deps
+	@$(MAKE) --no-print-directory all models avatar
+	@bash mk/run.sh $(BIN) $(MODELS) $(AVATARS) $(PORT)
+
+bench: all models avatar
+	$(BIN) bench model --model $(MODELS)/unet328.onnx
+
+clean:
+	rm -rf build
+
+distclean: clean
+	rm -rf third_party $(MODELS) $(AVATARS)
+
+print-%:
+	@echo '$*=$($*)'

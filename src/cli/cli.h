@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* cli: the `lipsync` command line. main.c dispatches to one function per subcommand; each
+ * lives in cmd_<name>.c, parses its own flags (getopt_long), prints --help, and returns the
+ * process exit status (0 ok, 1 runtime failure, 2 usage error). */
+#ifndef LIP_CLI_H
+#define LIP_CLI_H
+
+#include <stdbool.h>
+
+int lip_cli_version(int argc, char **argv);
+int lip_cli_model(int argc, char **argv);
+int lip_cli_bench(int argc, char **argv);
+int lip_cli_audio(int argc, char **argv);
+int lip_cli_render(int argc, char **argv);
+int lip_cli_serve(int argc, char **argv);
+int lip_cli_client(int argc, char **argv);
+int lip_cli_avatar(int argc, char **argv);
+
+/* Prints "lipsync <cmd>: <msg>" to stderr. */
+void lip_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True if argv has -h/--help anywhere before a "--". */
+bool lip_cli_wants_help(int argc, char **argv);
+/* True when stderr is a terminal (progress bars). */
+bool lip_cli_tty(void);
+
+#endif
