@@ -16,6 +16,13 @@ int lip_cli_serve(int argc, char **argv);
 int lip_cli_client(int argc, char **argv);
 int lip_cli_avatar(int argc, char **argv);
 
+/* Benchmarks behind `lipsync bench <name>` (argv[0] is the name); cmd_bench.c dispatches. */
+int lip_bench_audio(int argc, char **argv);
+int lip_bench_pipeline(int argc, char **argv);
+int lip_bench_serve(int argc, char **argv);
+int lip_bench_encode(int argc, char **argv);
+int lip_bench_image(int argc, char **argv);
+
 /* Prints "lipsync <cmd>: <msg>" to stderr. */
 void lip_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True if argv has -h/--help anywhere before a "--". */

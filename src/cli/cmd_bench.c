@@ -17,7 +17,8 @@ static void usage(FILE *f)
             "usage: lipsync bench model [--model models/unet328.onnx] [--batches 1,8,24]\n"
             "                           [--iters N] [--provider cpu|cuda|tensorrt|auto] [--threads N]\n\n"
             "model   runs a UNet-328 through ONNX Runtime at each batch size (random inputs,\n"
-            "        warm-up first) and prints ms per batch and frames/s, one line per case.\n");
+            "        warm-up first) and prints ms per batch and frames/s, one line per case.\n"
+            "audio, pipeline, serve, encode, image: see `lipsync bench <name> --help`.\n");
 }
 
 static void machine_line(char *b, size_t n)
@@ -139,6 +140,14 @@ int lip_cli_bench(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "model") == 0) return bench_model(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } more[] = {{"audio", lip_bench_audio},       {"pipeline", lip_bench_pipeline},
+                {"serve", lip_bench_serve},       {"encode", lip_bench_encode},
+                {"image", lip_bench_image}};
+    for (size_t i = 0; i < LIP_ARRAY_LEN(more); i++)
+        if (strcmp(argv[1], more[i].name) == 0) return more[i].fn(argc - 1, argv + 1);
     lip_cli_fail("bench", "unknown benchmark '%s'", argv[1]);
     return 2;
 }
