@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* audio_int.h: internals shared by the audio module's files: the per-thread STFT plan and the
+ * one per-frame routine (pre-emphasized 800-sample segment -> 80 normalized mel values) that
+ * the whole-clip and the streaming paths both call, so that they agree bit for bit. */
+#ifndef LIP_AUDIO_INT_H
+#define LIP_AUDIO_INT_H
+
+#include "audio/audio.h"
+
+#include <kiss_fftr.h>
+
+/* FFT state and scratch for one thread (kiss_fftr writes into its cfg while it runs). */
+typedef struct lip_audio_plan {
+    kiss_fftr_cfg cfg;
+    float in[LIP_AUDIO_NFFT];
+    kiss_fft_cpx out[LIP_AUDIO_NBINS];
+    double xw[LIP_AUDIO_NFFT]; /* windowed frame in double, for exact bins */
+    uint64_t refined;          /* bins recomputed exactly so far (statistics) */
+} lip_audio_plan;
+
+/* Optional per-frame outputs of every stage (any pointer may be NULL). */
+typedef struct lip_audio_frame_dbg {
+    float *re, *im, *mag;        /* [401] */
+    double *lin, *db, *db_ref;   /* [80] */
+} lip_audio_frame_dbg;
+
+int lip_audio_plan_init(lip_audio_plan *p, lip_err *err);
+void lip_audio_plan_fini(lip_audio_plan *p);
+/* seg: the frame's 800 pre-emphasized samples (zeros where the frame overhangs the clip). */
+void lip_audio_mel_frame(lip_audio_plan *p, const double *seg, float *norm80,
+                         const lip_audio_frame_dbg *dbg);
+
+/* Pre-emphasis of one sample given the previous input sample (0 before the first), kept in
+ * double (float32 rounding here alone would cost ~1e-5 in quiet bands of loud frames). */
+static inline double lip_audio_preemph1(float x, float prev)
+{
+    return (double)x - 0.97 * (double)prev;
+}
+
+#endif
