@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* rpc/client.c: a small blocking gRPC client on the C core: one channel with the message-size
+ * limits, unary calls with a deadline, and bidi streams driven one operation at a time. Each
+ * call has its own pluck queue, so one client can be shared by many threads. Used by
+ * `lipsync client`, `lipsync bench serve`, the tests and (later) the compositing role. */
+#include "rpc/rpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <string.h>
+
+struct lip_rpc_client {
+    grpc_channel *ch;
+};
+
+struct lip_rpc_stream {
+    grpc_completion_queue *cq;
+    grpc_call *call;
+    bool md_received, closed_send, broken;
+    grpc_metadata_array md_init;
+};
+
+static gpr_timespec deadline_of(double timeout_ms)
+{
+    if (timeout_ms <= 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_micros((int64_t)(timeout_ms * 1000.0), GPR_TIMESPAN));
+}
+
+static void noop_destroy(void *p) { (void)p; }
+
+/* Copies a received message out of the core's buffer into a lip_malloc buffer. */
+static int take_bb(grpc_byte_buffer *bb, lip_rpc_buf *out, lip_err *err)
+{
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return lip_err_set(err, LIP_EFORMAT, "cannot decompress the response message");
+    grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    size_t n = GRPC_SLICE_LENGTH(sl);
+    out->data = lip_malloc(n ? n : 1);
+    if (!out->data) {
+        grpc_slice_unref(sl);
+        return lip_err_set(err, LIP_ENOMEM, "out of memory for a %zu-byte response", n);
+    }
+    memcpy(out->data, GRPC_SLICE_START_PTR(sl), n);
+    out->len = n;
+    grpc_slice_unref(sl);
+    return 0;
+}
+
+static void set_status(lip_rpc_status *st, grpc_status_code code, grpc_slice details)
+{
+    if (!st) return;
+    st->code = code;
+    size_t n = LIP_MIN(GRPC_SLICE_LENGTH(details), sizeof st->details - 1);
+    memcpy(st->details, GRPC_SLICE_START_PTR(details), n);
+    st->details[n] = 0;
+}
+
+lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_err *err)
+{
+    if (!target || !*target) {
+        lip_err_set(err, LIP_EINVAL, "empty server address (expected host:port)");
+        return NULL;
+    }
+    lip_rpc_client *c = lip_calloc(1, sizeof *c);
+    if (!c) {
+        lip_err_set(err, LIP_ENOMEM, "out of memory creating a client");
+        return NULL;
+    }
+    grpc_init();
+    int lim = max_msg_bytes > 0 ? max_msg_bytes : 100 << 20;
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = lim},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = lim},
+        /* Each client object gets its own connection, so parallel bulk transfers from several
+         * clients do not share one HTTP/2 connection (notes/grpc-c-core §6). */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
+    };
+    grpc_channel_args ca = {.num_args = LIP_ARRAY_LEN(args), .args = args};
+    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    c->ch = grpc_channel_create(target, cr, &ca);
+    grpc_channel_credentials_release(cr);
+    if (!c->ch) {
+        lip_err_set(err, LIP_EINVAL, "cannot create a channel to '%s'", target);
+        lip_free(c);
+        grpc_shutdown();
+        return NULL;
+    }
+    return c;
+}
+
+void lip_rpc_client_free(lip_rpc_client *c)
+{
+    if (!c) return;
+    grpc_channel_destroy(c->ch);
+    lip_free(c);
+    grpc_shutdown();
+}
+
+static void cq_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req, size_t len,
+                         double timeout_ms, lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err)
+{
+    resp->data = NULL;
+    resp->len = 0;
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_slice method = grpc_slice_from_copied_string(path);
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
+                                               NULL, deadline_of(timeout_ms), NULL);
+    grpc_slice_unref(method);
+    if (!call) {
+        cq_destroy(cq);
+        return lip_err_set(err, LIP_EINTERNAL, "cannot create a call to %s", path);
+    }
+    /* The request is sent straight from the caller's memory (valid until we return). */
+    grpc_slice sl = len ? grpc_slice_new_with_user_data((void *)req, len, noop_destroy, NULL)
+                        : grpc_empty_slice();
+    grpc_byte_buffer *send = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_byte_buffer *recv = NULL;
+    grpc_metadata_array md_init, md_trail;
+    grpc_metadata_array_init(&md_init);
+    grpc_metadata_array_init(&md_trail);
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &md_trail;
+    ops[5].data.recv_status_on_client.status = &code;
+    ops[5].data.recv_status_on_client.status_details = &details;
+    int tagv = 0;
+    int rc = 0;
+    if (grpc_call_start_batch(call, ops, 6, &tagv, NULL) != GRPC_CALL_OK) {
+        rc = lip_err_set(err, LIP_EINTERNAL, "cannot start the call to %s", path);
+    } else {
+        grpc_completion_queue_pluck(cq, &tagv, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        set_status(st, code, details);
+        if (code == GRPC_STATUS_OK && recv) rc = take_bb(recv, resp, err);
+    }
+    if (recv) grpc_byte_buffer_destroy(recv);
+    grpc_byte_buffer_destroy(send);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&md_init);
+    grpc_metadata_array_destroy(&md_trail);
+    grpc_call_unref(call);
+    cq_destroy(cq);
+    return rc;
+}
+
+/* Runs one batch on the stream and waits for it; false if the batch failed. */
+static bool stream_batch(lip_rpc_stream *s, grpc_op *ops, size_t n)
+{
+    int tagv = 0;
+    if (grpc_call_start_batch(s->call, ops, n, &tagv, NULL) != GRPC_CALL_OK) return false;
+    grpc_event ev = grpc_completion_queue_pluck(s->cq, &tagv, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                                NULL);
+    return ev.success != 0;
+}
+
+lip_rpc_stream *lip_rpc_stream_open(lip_rpc_client *c, const char *path, double timeout_ms,
+                                    lip_err *err)
+{
+    lip_rpc_stream *s = lip_calloc(1, sizeof *s);
+    if (!s) {
+        lip_err_set(err, LIP_ENOMEM, "out of memory opening a stream");
+        return NULL;
+    }
+    grpc_metadata_array_init(&s->md_init);
+    s->cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_slice method = grpc_slice_from_copied_string(path);
+    s->call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, method, NULL,
+                                       deadline_of(timeout_ms), NULL);
+    grpc_slice_unref(method);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!s->call || !stream_batch(s, &op, 1)) {
+        lip_err_set(err, LIP_EUNAVAIL, "cannot open a stream to %s", path);
+        lip_rpc_stream_finish(s, true, NULL);
+        return NULL;
+    }
+    return s;
+}
+
+int lip_rpc_stream_write(lip_rpc_stream *s, const uint8_t *msg, size_t len, lip_err *err)
+{
+    grpc_slice sl = len ? grpc_slice_new_with_user_data((void *)msg, len, noop_destroy, NULL)
+                        : grpc_empty_slice();
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    bool ok = stream_batch(s, &op, 1);
+    grpc_byte_buffer_destroy(bb);
+    if (!ok) {
+        s->broken = true;
+        return lip_err_set(err, LIP_EIO, "stream closed while sending (read the status)");
+    }
+    return 0;
+}
+
+int lip_rpc_stream_close_send(lip_rpc_stream *s, lip_err *err)
+{
+    if (s->closed_send) return 0;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    s->closed_send = true;
+    if (!stream_batch(s, &op, 1)) return lip_err_set(err, LIP_EIO, "stream closed");
+    return 0;
+}
+
+int lip_rpc_stream_read(lip_rpc_stream *s, lip_rpc_buf *msg, lip_err *err)
+{
+    msg->data = NULL;
+    msg->len = 0;
+    grpc_byte_buffer *bb = NULL;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (!s->md_received) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n].data.recv_initial_metadata.recv_initial_metadata = &s->md_init;
+        n++;
+        s->md_received = true;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n].data.recv_message.recv_message = &bb;
+    n++;
+    bool ok = stream_batch(s, ops, n);
+    if (!ok || !bb) {
+        if (bb) grpc_byte_buffer_destroy(bb);
+        return 0; /* end of stream; the status tells why */
+    }
+    int rc = take_bb(bb, msg, err);
+    grpc_byte_buffer_destroy(bb);
+    return rc ? rc : 1;
+}
+
+int lip_rpc_stream_finish(lip_rpc_stream *s, bool cancel, lip_rpc_status *st)
+{
+    if (!s) return 0;
+    if (s->call) {
+        if (cancel) grpc_call_cancel(s->call, NULL);
+        grpc_metadata_array md_trail;
+        grpc_metadata_array_init(&md_trail);
+        grpc_status_code code = GRPC_STATUS_UNKNOWN;
+        grpc_slice details = grpc_empty_slice();
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        op.data.recv_status_on_client.trailing_metadata = &md_trail;
+        op.data.recv_status_on_client.status = &code;
+        op.data.recv_status_on_client.status_details = &details;
+        if (stream_batch(s, &op, 1)) set_status(st, code, details);
+        else if (st) set_status(st, GRPC_STATUS_UNKNOWN, grpc_empty_slice());
+        grpc_slice_unref(details);
+        grpc_metadata_array_destroy(&md_trail);
+        grpc_call_unref(s->call);
+    }
+    grpc_metadata_array_destroy(&s->md_init);
+    cq_destroy(s->cq);
+    lip_free(s);
+    return 0;
+}
