@@ -348,8 +348,6 @@ static void t_audio_paths_and_errors(void)
         CHECK(memcmp(x.frames[i].data, y.frames[i].data, x.frames[i].len) == 0);
     lip_result_free(&x);
     lip_result_free(&y);
-    lip_free(ten);
-    lip_free(rows);
 
     /* Errors. */
     lip_request bad = r;
@@ -372,6 +370,8 @@ static void t_audio_paths_and_errors(void)
     rc_.cancel = &cancel;
     CHECK(lip_pipeline_run(p, a, &rc_, &x, &err) == LIP_ECANCELLED);
     lip_result_free(&x);
+    lip_free(ten);
+    lip_free(rows);
     lip_free(pcm);
 out:
     lip_pipeline_free(p);
