@@ -22,9 +22,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lipsync_models as L  # noqa: E402
 
 
-def build_all(quiet=False):
-    """Returns [(file name, ModelProto, calibration or None)] in writing order."""
-    enc = L.build_encoder()
+NAMES = ["unet328.onnx", "audio_encoder.onnx", "unet_tiny.onnx", "audio_encoder_tiny.onnx",
+         "unet_demo.onnx"]
+
+
+def build_all(quiet=False, only=None):
+    """Returns [(file name, ModelProto)] in writing order, all models or those in `only`."""
+    want = set(only or NAMES)
+    out = []
+    if "unet328.onnx" in want:
+        out.append(("unet328.onnx", L.build_unet()))
+    enc = L.build_encoder() if want & {"audio_encoder.onnx", "unet_demo.onnx"} else None
+    if "audio_encoder.onnx" in want:
+        out.append(("audio_encoder.onnx", enc))
+    if "unet_tiny.onnx" in want:
+        out.append(("unet_tiny.onnx", L.build_unet(L.UNET_TINY, L.SEED_UNET_TINY)))
+    if "audio_encoder_tiny.onnx" in want:
+        out.append(("audio_encoder_tiny.onnx", L.build_encoder(L.ENC_TINY, L.SEED_ENC_TINY)))
+    if "unet_demo.onnx" not in want:
+        return out
+    # The demo's mouth threshold is calibrated on what audio_encoder.onnx makes of real mels.
     cal = L.calibrate_demo(L.load_weights(enc))
     if not quiet:
         print("demo calibration (audio_encoder.onnx features projected on the speech direction):"
@@ -32,11 +49,8 @@ def build_all(quiet=False):
               " threshold %.2f, scale %.2f"
               % (cal["e_silence"], cal["e_quiet"], cal["e_loud_min"], cal["e_loud_max"],
                  cal["e_loud_median"], cal["threshold"], cal["scale"]))
-    return [("unet328.onnx", L.build_unet(), None),
-            ("audio_encoder.onnx", enc, None),
-            ("unet_tiny.onnx", L.build_unet(L.UNET_TINY, L.SEED_UNET_TINY), None),
-            ("audio_encoder_tiny.onnx", L.build_encoder(L.ENC_TINY, L.SEED_ENC_TINY), None),
-            ("unet_demo.onnx", L.build_demo_unet(cal), cal)]
+    out.append(("unet_demo.onnx", L.build_demo_unet(cal)))
+    return out
 
 
 def write_atomic(path, data):
@@ -50,9 +64,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output directory (created if missing)")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    ap.add_argument("--only", default="", help="comma-separated subset of: " + ", ".join(NAMES))
     args = ap.parse_args()
+    only = [n for n in args.only.split(",") if n]
+    for n in only:
+        if n not in NAMES:
+            ap.error("--only: unknown model '%s' (expected one of %s)" % (n, ", ".join(NAMES)))
     os.makedirs(args.out, exist_ok=True)
-    for name, model, _ in build_all(args.quiet):
+    for name, model in build_all(args.quiet, only):
         data = model.SerializeToString()
         write_atomic(os.path.join(args.out, name), data)
         if not args.quiet:

@@ -57,6 +57,11 @@ DEMO_MOUTH_CY = 196.0
 DEMO_MOUTH_HALF_W = 40.0
 DEMO_MOUTH_HALF_H_MIN = 3.0
 DEMO_MOUTH_HALF_H_MAX = 30.0
+DEMO_LIP = 7.0  # width of the lip rim drawn around the opening, UNet-crop pixels
+# Colours (BGR in [0,1]): throat, upper teeth, lips (the drawn avatar's lip colour).
+DEMO_DARK = np.array([0.10, 0.09, 0.22], np.float32).reshape(1, 3, 1, 1)
+DEMO_TEETH = np.array([0.80, 0.84, 0.86], np.float32).reshape(1, 3, 1, 1)
+DEMO_LIP_BGR = np.array([96, 92, 184], np.float32).reshape(1, 3, 1, 1) / np.float32(255)
 # Rows [6, 8) of the [16,512] audio window are read by the demo. Row k holds encoder window
 # i-9+k (AUDIO.md: padded list, rows [i-8, i+8)); window j spans mel frames 3.2j .. 3.2j+16, i.e.
 # audio centred near 40j + 94 ms. Rows 6 and 7 (windows i-3, i-2) are centred at about 40i ms,
@@ -201,7 +206,8 @@ def build_unet(ch=UNET_FULL, seed=SEED_UNET):
     x = g.up(x, x3, "up3", u[1] + d[1], u[2])
     x = g.up(x, x2, "up4", u[2] + d[0], u[3])
     x = g.up(x, x1, "up5", u[3] + ch["inc"], u[4])
-    x = g.conv(x, "outc", u[4], 3, 1, pad=0, gain=1.0, bias=True)
+    # Gain 4 spreads the pre-sigmoid values (std about 0.7) over the sigmoid's useful range.
+    x = g.conv(x, "outc", u[4], 3, 1, pad=0, gain=4.0, bias=True)
     g.nodes.append(helper.make_node("Sigmoid", [x], ["output"], name="output"))
     return g.model([_vi("input", ["batch", 6, 320, 320]), _vi("audio", ["batch", 32, 16, 16])],
                    [_vi("output", ["batch", 3, 320, 320])], "unet328")
@@ -270,29 +276,38 @@ def build_demo_unet(cal):
                                "hr")], "halfh")
     amp = g.node("Min", ["const.one", g.node("Mul", [opn, g.const("demo.amp_gain", np.array(
         6.0, np.float32))], "ag")], "amp")
-    xs = (np.arange(320, dtype=np.float32) - DEMO_MOUTH_CX) / DEMO_MOUTH_HALF_W
     ys = np.arange(320, dtype=np.float32) - DEMO_MOUTH_CY
-    g.const("demo.dx2", (xs * xs).reshape(1, 1, 1, 320))
     g.const("demo.dy", ys.reshape(1, 1, 320, 1))
-    dyn = g.node("Div", ["demo.dy", hh], "dyn")
-    inside = g.node("Sub", [g.node("Sub", ["const.one", "demo.dx2"], "one_dx2"),
-                            g.node("Mul", [dyn, dyn], "dy2")], "inside")
-    # inside * halfh / 2 approximates the signed distance to the rim in pixels near the top and
-    # bottom; the sigmoid turns it into a soft edge about 1.5 px wide.
-    dist = g.node("Mul", [inside, g.node("Mul", [hh, g.const("const.half_sharp", np.array(
-        0.5 * 1.5, np.float32))], "hs")], "dist")
-    alpha = g.node("Mul", [g.node("Sigmoid", [dist], "soft"), amp], "alpha")
-    # Colour inside: dark throat, with a lighter band of upper teeth near the top rim.
+
+    def ellipse_alpha(tag, half_w, hh_t):
+        """Soft ellipse of half-width half_w (constant) and half-height hh_t (per batch):
+        inside = 1 - (dx/w)^2 - (dy/h)^2; inside * h / 2 approximates the signed distance to
+        the rim in pixels near the top and bottom, and the sigmoid makes it a soft edge about
+        1.5 px wide. Scaled by amp so a closed mouth leaves the crop untouched."""
+        xs = (np.arange(320, dtype=np.float32) - DEMO_MOUTH_CX) / np.float32(half_w)
+        dx2 = g.const("demo.dx2_" + tag, (xs * xs).reshape(1, 1, 1, 320))
+        dyn = g.node("Div", ["demo.dy", hh_t], "dyn")
+        inside = g.node("Sub", [g.node("Sub", ["const.one", dx2], "one_dx2"),
+                                g.node("Mul", [dyn, dyn], "dy2")], "inside")
+        dist = g.node("Mul", [inside, g.node("Mul", [hh_t, "const.half_sharp"], "hs")], "dist")
+        return g.node("Mul", [g.node("Sigmoid", [dist], "soft"), amp], "alpha_" + tag)
+
+    g.const("const.half_sharp", np.array(0.5 * 1.5, np.float32))
+    hh_lip = g.node("Add", [hh, g.const("demo.lip_h", np.array(DEMO_LIP, np.float32))], "hl")
+    alpha_lip = ellipse_alpha("lip", DEMO_MOUTH_HALF_W + DEMO_LIP, hh_lip)
+    alpha = ellipse_alpha("mouth", DEMO_MOUTH_HALF_W, hh)
+    # Colour inside: dark throat, with a lighter band of upper teeth near the top rim; around
+    # it a rim of lip colour, so the opening looks like parted lips rather than a hole.
     teeth = g.node("Sigmoid", [g.node("Mul", [g.node("Sub", [
         g.node("Mul", [hh, g.const("demo.teeth_frac", np.array(-0.45, np.float32))], "tf"),
         "demo.dy"], "tdy"), g.const("demo.teeth_sharp", np.array(1.2, np.float32))], "tm")],
                    "teeth")
-    dark = np.array([0.10, 0.09, 0.22], np.float32).reshape(1, 3, 1, 1)  # BGR
-    light = np.array([0.80, 0.84, 0.86], np.float32).reshape(1, 3, 1, 1)
-    color = g.node("Add", [g.const("demo.dark", dark), g.node("Mul", [teeth, g.const(
-        "demo.teeth_minus_dark", light - dark)], "tc")], "color")
-    diff = g.node("Sub", [color, crop], "diff")
-    blended = g.node("Add", [crop, g.node("Mul", [alpha, diff], "ad")], "blend")
+    color = g.node("Add", [g.const("demo.dark", DEMO_DARK), g.node("Mul", [teeth, g.const(
+        "demo.teeth_minus_dark", DEMO_TEETH - DEMO_DARK)], "tc")], "color")
+    lipped = g.node("Add", [crop, g.node("Mul", [alpha_lip, g.node("Sub", [g.const(
+        "demo.lip", DEMO_LIP_BGR), crop], "ldiff")], "lmul")], "lipped")
+    diff = g.node("Sub", [color, lipped], "diff")
+    blended = g.node("Add", [lipped, g.node("Mul", [alpha, diff], "ad")], "blend")
     g.nodes.append(helper.make_node("Clip", [blended, g.const("const.zero", np.array(
         0.0, np.float32)), "const.one"], ["output"], name="output"))
     return g.model([_vi("input", ["batch", 6, 320, 320]), _vi("audio", ["batch", 32, 16, 16])],
@@ -497,7 +512,7 @@ def mel_windows(mel):
     return out
 
 
-def calibration_signals(seconds=1.0, sr=16000):
+def calibration_signals(seconds=0.6, sr=16000):
     """Deterministic test signals: 'loud' (a voiced vowel-like tone with formants, a sine and
     white noise at speech levels) and 'quiet' (very low noise)."""
     rng = np.random.default_rng(7)
@@ -526,8 +541,13 @@ def calibrate_demo(encoder_weights):
     threshold = lo + 0.15 * span
     # Median loud window reaches open = 0.75: r/(r+s) = 0.75 -> s = r/3.
     scale = (float(np.median(e_loud)) - threshold) / 3.0
+    # Rounded so that last-bit differences of BLAS summation order between machines cannot
+    # change the generated bytes.
+    direction = np.round(direction, 5)
+    threshold, scale = round(threshold, 3), round(scale, 3)
     return {"direction": direction, "threshold": threshold, "scale": scale,
-            "gate": float(np.abs(silence).mean()), "e_silence": e_sil, "e_quiet": e_quiet,
+            "gate": round(float(np.abs(silence).mean()), 3), "e_silence": e_sil,
+            "e_quiet": e_quiet,
             "e_loud_min": float(e_loud.min()), "e_loud_median": float(np.median(e_loud)),
             "e_loud_max": float(e_loud.max())}
 
@@ -537,3 +557,31 @@ def demo_open(cal, rows):
     r = np.maximum(rows @ cal["direction"] - cal["threshold"], 0)
     gate = np.minimum(1.0, np.abs(rows).mean(axis=2) * 2.0 / cal["gate"])
     return (r / (r + cal["scale"]) * gate).mean(axis=1)
+
+
+def demo_forward(W, visual, audio):
+    """NumPy reference of unet_demo.onnx from its documented formula (float64); W holds the
+    demo's initializers (direction, threshold, scale, gate and colours)."""
+    crop = np.asarray(visual, np.float64)[:, 0:3]
+    b = crop.shape[0]
+    r0, r1 = DEMO_ROWS
+    rows = np.asarray(audio, np.float64).reshape(b, 16, 512)[:, r0:r1]
+    cal = {"direction": W["demo.direction"][:, 0], "threshold": float(W["demo.threshold"]),
+           "scale": float(W["demo.scale"]), "gate": 2.0 / float(W["demo.gate_inv"])}
+    opn = demo_open(cal, rows).reshape(b, 1, 1, 1)
+    hh = DEMO_MOUTH_HALF_H_MIN + opn * (DEMO_MOUTH_HALF_H_MAX - DEMO_MOUTH_HALF_H_MIN)
+    amp = np.minimum(1.0, 6.0 * opn)
+    u = np.arange(320.0)
+    dy = (u - DEMO_MOUTH_CY).reshape(1, 1, 320, 1)
+
+    def ellipse(half_w, h):
+        dx = ((u - DEMO_MOUTH_CX) / half_w).reshape(1, 1, 1, 320)
+        inside = 1.0 - dx * dx - (dy / h) ** 2
+        return amp * 0.5 * (1.0 + np.tanh(inside * h * 0.75 / 2))  # sigmoid without overflow
+
+    alpha_lip = ellipse(DEMO_MOUTH_HALF_W + DEMO_LIP, hh + DEMO_LIP)
+    alpha = ellipse(DEMO_MOUTH_HALF_W, hh)
+    teeth = 0.5 * (1.0 + np.tanh((-0.45 * hh - dy) * 1.2 / 2))
+    color = W["demo.dark"] + teeth * W["demo.teeth_minus_dark"]
+    lipped = crop + alpha_lip * (W["demo.lip"] - crop)
+    return np.clip(lipped + alpha * (color - lipped), 0.0, 1.0)
