@@ -6,6 +6,7 @@
 #define LIP_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 int lip_cli_version(int argc, char **argv);
 int lip_cli_model(int argc, char **argv);
@@ -27,6 +28,8 @@ int lip_bench_image(int argc, char **argv);
 void lip_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True if argv has -h/--help anywhere before a "--". */
 bool lip_cli_wants_help(int argc, char **argv);
+/* One line describing this machine (CPU model, CPU count, kernel) for benchmark headers. */
+void lip_cli_machine(char *buf, size_t n);
 /* True when stderr is a terminal (progress bars). */
 bool lip_cli_tty(void);
 

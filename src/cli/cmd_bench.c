@@ -21,7 +21,7 @@ static void usage(FILE *f)
             "audio, pipeline, serve, encode, image: see `lipsync bench <name> --help`.\n");
 }
 
-static void machine_line(char *b, size_t n)
+void lip_cli_machine(char *b, size_t n)
 {
     struct utsname u;
     uname(&u);
@@ -80,7 +80,7 @@ static int bench_model(int argc, char **argv)
         return 1;
     }
     char mach[256];
-    machine_line(mach, sizeof mach);
+    lip_cli_machine(mach, sizeof mach);
     printf("# bench model: %s, provider %s, onnxruntime %s\n# machine: %s\n", model,
            lip_engine_provider(e), lip_engine_ort_version(), mach);
     printf("%-8s %-6s %12s %12s %10s\n", "case", "batch", "ms/batch", "ms/frame", "frames/s");
