@@ -37,13 +37,16 @@ ORT_LIB := $(abspath $(ORT_ROOT)/lib)
 
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-CPPFLAGS += -D_GNU_SOURCE -DLIP_VERSION=\"$(VERSION)\" -DLIP_GIT_REV=\"$(GIT_REV)\" \
-            -Isrc -I$(BUILD)/gen -isystem $(ORT_INC) \
-            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-CFLAGS   += -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wvla \
+# Computed once per make run (:=): pkg-config is not re-run for every compile.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CPPFLAGS := $(CPPFLAGS) -D_GNU_SOURCE -DLIP_VERSION=\"$(VERSION)\" -DLIP_GIT_REV=\"$(GIT_REV)\" \
+            -Isrc -I$(BUILD)/gen -isystem $(ORT_INC) $(PKG_CFLAGS)
+CFLAGS   := $(CFLAGS) -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wvla \
             -fno-strict-aliasing -pthread $(SANFLAGS)
-LDFLAGS  += -pthread $(SANFLAGS) -L$(ORT_LIB) -Wl,-rpath,$(ORT_LIB)
-LDLIBS   += -lonnxruntime $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDFLAGS  := $(LDFLAGS) -pthread $(SANFLAGS) -L$(ORT_LIB) -Wl,-rpath,$(ORT_LIB)
+LDLIBS   := $(LDLIBS) -lonnxruntime $(PKG_LIBS) -lm
 
 # ---- sources ---------------------------------------------------------------------------------
 PROTOS   := $(wildcard proto/*.proto)
