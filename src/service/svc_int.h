@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* service/svc_int.h: what the per-API files of the service module share: the lip_service
+ * struct, the model registry (configured models, loaded avatars, per-model stats), request
+ * helpers (unpacking, float views of bytes fields, the §1.6 error response) and the registration
+ * functions of each API. Internal to src/service/. */
+#ifndef LIP_SVC_INT_H
+#define LIP_SVC_INT_H
+
+#include "avatar/avatar.h"
+#include "pipeline/pipeline.h"
+#include "service/service.h"
+
+#include <pthread.h>
+
+#define SVC_MAX_REGISTERED 16
+
+typedef struct svc_model {
+    char id[72];
+    char *model_path, *background_dir, *crop_rects_path; /* configured, or NULL */
+    bool preload;
+    lip_avatar *a;              /* loaded avatar (one registry reference) or NULL */
+    double load_ms;
+    int64_t loaded_unix_ms;
+    int64_t last_used_unix_ms;  /* 0 = never */
+    long request_count;         /* batch calls served since server start */
+    long frames;                /* frames generated since load */
+    double total_inference_ms;  /* model time, all calls */
+    double min_frame_ms, max_frame_ms;
+    double touch;               /* lip_time_ms of the last use, for LRU eviction */
+} svc_model;
+
+struct lip_service {
+    lip_service_opts o;
+    char *models_root, *default_model, *encoder_path, *version;
+    lip_pipeline *pipe;
+    pthread_mutex_t mu;      /* models[] and their stats */
+    pthread_mutex_t load_mu; /* serialises loads and unloads (taken before mu) */
+    svc_model *models;
+    int nmodels;
+    int64_t start_unix_ms;
+    lip_rpc_server *srv;     /* the server the services were registered on (health lookups) */
+    char registered[SVC_MAX_REGISTERED][64];
+    int nregistered;
+};
+
+/* ---- registry ------------------------------------------------------------------------------ */
+/* Looks up the model a request names (empty = default model) and returns a reference to its
+ * avatar in *a, loading it when auto-load allows. *loaded_now / *load_ms tell whether this call
+ * loaded it. The id actually used goes to id_out (72 bytes). Errors per API.md §1.6:
+ * INVALID_ARGUMENT (empty with no default, malformed id), NOT_FOUND (unknown), FAILED_PRECONDITION
+ * (not loaded with auto-load off; unusable files). Thread-safe. */
+int svc_acquire(lip_service *sv, const char *name, lip_avatar **a, bool *loaded_now,
+                double *load_ms, char *id_out, lip_err *err);
+/* Resolves a request's model name to a configured id without loading (same errors, minus the
+ * load ones). */
+int svc_resolve(lip_service *sv, const char *name, char *id_out, lip_err *err);
+/* Loads id (force: reload even if loaded). *was_loaded says it was already loaded (and kept). */
+int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool *was_loaded,
+             lip_err *err);
+/* Drops the registry's reference (in-flight requests keep theirs). */
+int svc_unload(lip_service *sv, const char *id, lip_err *err);
+/* Records one served batch. */
+void svc_record(lip_service *sv, const char *id, double inference_ms, int frames);
+/* Rescans models_root for new avatar directories (cheap; called by listings). */
+void svc_rescan(lip_service *sv);
+/* Registers a model directory by id and dir (LoadPackage); dir must exist. */
+int svc_add_model_dir(lip_service *sv, const char *id, const char *dir, lip_err *err);
+int svc_loaded_count_locked(lip_service *sv);
+svc_model *svc_find_locked(lip_service *sv, const char *id);
+
+/* ---- request helpers ----------------------------------------------------------------------- */
+/* Unpacks a request; INVALID_ARGUMENT naming the message type when it does not parse (malformed
+ * bytes or a field with the wrong wire type). Free with protobuf_c_message_free_unpacked. */
+ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
+                             lip_err *err);
+/* Packs the API.md §1.6 failure message for response type d (success=false, error=err->msg,
+ * everything else default; types without those fields get an all-default message) and returns
+ * err->code, so handlers can `return svc_fail(...)`. */
+int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *resp);
+/* A float view of a bytes field: the data itself when 4-byte aligned, else a copy in *tmp
+ * (caller frees with lip_free). NULL when empty or out of memory (*oom set). */
+const float *svc_floats(const ProtobufCBinaryData *b, float **tmp, bool *oom);
+/* Maps avatar/engine load failures to the API.md statuses (unusable files are
+ * FAILED_PRECONDITION; a missing directory stays NOT_FOUND). */
+int svc_load_code(int code);
+/* Pipeline options from the service options. */
+lip_pipeline_opts svc_pipeline_opts(const lip_service *sv);
+
+/* ---- per-API registration ------------------------------------------------------------------ */
+int svc_register_monolithic(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+int svc_register_lipsync_composite(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+int svc_register_lipsync(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+int svc_register_optimized(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+
+/* True when the health status of service name is SERVING on the server it was registered on. */
+bool svc_healthy(lip_service *sv, const char *name);
+/* SERVING when the default model (if any) is loaded or loadable, and the pipeline exists. */
+bool svc_serving(lip_service *sv);
+
+#endif
