@@ -47,8 +47,10 @@ def rect_for_mouth(mx, my, side=SIDE):
     UNet's mouth centre after crop -> 328 resize -> [4:324] cut."""
     ox = L.crop_to_frame(L.DEMO_MOUTH_CX, side)
     oy = L.crop_to_frame(L.DEMO_MOUTH_CY, side)
-    x1 = int(round(mx - ox))
-    y1 = int(round(my - oy))
+    # floor(v + 0.5): Python's round() rounds halves to even, which would make the rect jump
+    # by a pixel relative to the mouth between odd and even positions.
+    x1 = int(math.floor(mx - ox + 0.5))
+    y1 = int(math.floor(my - oy + 0.5))
     return [x1, y1, x1 + side, y1 + side]
 
 
