@@ -599,6 +599,44 @@ static void t_validate(void)
     lip_config_free(cfg);
 }
 
+/* The shipped example (deploy/lipsync.yaml) loads without errors or warnings and validates; it
+ * matches the built-in defaults except where it says otherwise. */
+static void t_deploy_example(void)
+{
+    lip_config *cfg = lip_config_new(NULL);
+    lip_err err = {0};
+    int rc = lip_config_load_file(cfg, "deploy/lipsync.yaml", &err);
+    if (rc == LIP_ENOTFOUND) {
+        lip_config_free(cfg);
+        SKIP("deploy/lipsync.yaml not found (run from the repository root)");
+    }
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK(lip_config_warning_count(cfg) == 0);
+    CHECK_RC(lip_config_validate(cfg, &err));
+    CHECK(cfg->server.port == 50053 && !strcmp(cfg->default_model, "demo"));
+    const lip_config_model *d = lip_config_model_find(cfg, "demo");
+    CHECK(d && d->preload_model && !strcmp(d->model_path, ""));
+    lip_config_free(cfg);
+}
+
+/* docs/CONFIG.md documents every key of the table (the reference table is generated from it). */
+static void t_docs_cover_keys(void)
+{
+    uint8_t *doc;
+    size_t len;
+    lip_err err = {0};
+    if (lip_file_read("docs/CONFIG.md", 0, &doc, &len, &err) != 0)
+        SKIP("docs/CONFIG.md not found (run from the repository root)");
+    size_t n;
+    const lip_config_key *k = lip_config_keys(&n);
+    for (size_t i = 0; i < n; i++) {
+        char cell[160];
+        snprintf(cell, sizeof cell, "| `%s` |", k[i].name);
+        CHECK_MSG(contains((const char *)doc, cell), "docs/CONFIG.md lacks %s", k[i].name);
+    }
+    lip_free(doc);
+}
+
 /* ---- hostile input -------------------------------------------------------------------------- */
 static uint32_t rng_state = 12345;
 static uint32_t rng(void)
@@ -711,6 +749,8 @@ int main(void)
     RUN(t_help);
     RUN(t_args);
     RUN(t_validate);
+    RUN(t_deploy_example);
+    RUN(t_docs_cover_keys);
     RUN(t_fuzz);
     RUN(t_alloc_failures);
     return test_summary();
