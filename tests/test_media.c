@@ -113,6 +113,8 @@ static void t_write_probe_read(void)
     /* 50 frames at 25 fps = 2.0 s, and exactly 2.0 s of audio. */
     CHECK_RC(write_clip(mp4, 320, 240, 25, 50, 32000));
     CHECK(!dir_has(tmpdir, ".part-"));
+    struct stat st;
+    CHECK(stat(mp4, &st) == 0 && (st.st_mode & 0777) == 0644); /* not mkstemp's 0600 */
 
     lip_media_info mi;
     lip_err err = {0};
@@ -517,6 +519,8 @@ static void t_import(void)
     lip_free(jpg);
     lip_free(dec);
     CHECK(!dir_has(tpath("avatars"), ".import-"));
+    struct stat st;
+    CHECK(stat(tpath("avatars/av1"), &st) == 0 && (st.st_mode & 0777) == 0755); /* not 0700 */
 
     /* The destination exists and is not empty. */
     CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EPRECOND && strstr(err.msg, "not empty"));

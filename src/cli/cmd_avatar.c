@@ -230,10 +230,12 @@ static int cmd_info(int argc, char **argv)
     }
     snprintf(path, sizeof path, "%s/unet.onnx", dir);
     struct stat st;
-    if (stat(path, &st) == 0)
+    if (stat(path, &st) == 0) {
         printf("  unet.onnx:      %lld bytes\n", (long long)st.st_size);
-    else
-        printf("  unet.onnx:      missing\n"), problems++;
+    } else {
+        printf("  unet.onnx:      missing\n");
+        problems++;
+    }
     snprintf(path, sizeof path, "%s/crop_rects.json", dir);
     lip_rect *r = NULL;
     size_t nr = 0;

@@ -470,6 +470,9 @@ int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_
                          "cannot create a directory in %s: %s", parent, strerror(e));
         goto fail;
     }
+    /* mkdtemp makes the directory 0700; the avatar is read by the server, maybe as another
+     * user, so it gets the usual 0755. */
+    if (chmod(tmp, 0755) != 0) lip_log_debug("avatar import: chmod %s: %s", tmp, strerror(errno));
     char path[PATH_MAX + 128];
     snprintf(path, sizeof path, "%s/frames", tmp);
     if (mkdir(path, 0755) != 0) {

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libavcodec/avcodec.h>
@@ -353,6 +354,8 @@ lip_video_writer *lip_video_writer_open(const char *path, int width, int height,
                     "cannot create a file next to %s: %s", path, strerror(e));
         goto fail;
     }
+    /* mkstemp makes the file 0600; the finished video is an ordinary readable file. */
+    if (fchmod(fd, 0644) != 0) lip_log_debug("media: chmod %s: %s", w->tmp, strerror(errno));
     close(fd);
 
     const AVOutputFormat *of = av_guess_format(NULL, path, NULL);
