@@ -194,8 +194,8 @@ static void t_writer_jpeg_and_opts(void)
     o.audio_rate = 48000; /* exercise real resampling: 16 kHz -> 48 kHz */
     o.faststart = false;
     float *pcm = sine(16000, 440, 0.5);
-    lip_video_writer *vw = lip_video_writer_open(tpath("jpeg.mp4"), 160, 120, 25, pcm, 16000, &o,
-                                                 &err);
+    lip_video_writer *vw =
+        lip_video_writer_open(tpath("jpeg.mp4"), 160, 120, 25, pcm, 16000, &o, &err);
     free(pcm);
     CHECK(vw != NULL);
     if (!vw) return;
@@ -203,12 +203,12 @@ static void t_writer_jpeg_and_opts(void)
     size_t jl = 0;
     for (int i = 0; i < 25; i++) {
         pattern(img, 160, 120, i);
-        CHECK_RC(lip_jpeg_encode_bgr(img, 160, 120, 160 * 3, 95, &jpg, &jl, &err));
+        CHECK_RC(lip_media_jpeg_encode_bgr(img, 160, 120, 160 * 3, 95, &jpg, &jl, &err));
         CHECK_RC(lip_video_writer_add_jpeg(vw, jpg, jl, &err));
         lip_free(jpg);
     }
     /* A JPEG of the wrong size is refused by name and leaves the writer usable. */
-    CHECK_RC(lip_jpeg_encode_bgr(img, 80, 60, 160 * 3, 90, &jpg, &jl, &err));
+    CHECK_RC(lip_media_jpeg_encode_bgr(img, 80, 60, 160 * 3, 90, &jpg, &jl, &err));
     CHECK(lip_video_writer_add_jpeg(vw, jpg, jl, &err) == LIP_EINVAL);
     CHECK(strstr(err.msg, "80x60") && strstr(err.msg, "160x120"));
     lip_free(jpg);
@@ -261,8 +261,8 @@ static void t_writer_errors(void)
     CHECK(!dir_has(tmpdir, ".part-"));
 
     /* Closing with no frames fails and leaves nothing; abort leaves nothing. */
-    lip_video_writer *vw = lip_video_writer_open(tpath("empty.mp4"), 64, 48, 25, NULL, 0, NULL,
-                                                 &err);
+    lip_video_writer *vw =
+        lip_video_writer_open(tpath("empty.mp4"), 64, 48, 25, NULL, 0, NULL, &err);
     CHECK(vw != NULL);
     CHECK(dir_has(tmpdir, "empty.mp4.part-")); /* written under a temporary name meanwhile */
     CHECK(lip_video_writer_close(vw, &err) == LIP_EPRECOND);
@@ -292,7 +292,8 @@ static void t_probe_errors(void)
     /* Random bytes named .mp4. */
     uint8_t junk[4096];
     uint32_t s = 12345;
-    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)((s = s * 1103515245 + 12345) >> 16);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)((s = s * 1103515245 + 12345) >> 16);
     CHECK_RC(lip_file_write_atomic(tpath("junk.mp4"), junk, sizeof junk, &err));
     CHECK(lip_media_probe(tpath("junk.mp4"), &mi, &err) == LIP_EFORMAT);
     CHECK(strstr(err.msg, "junk.mp4") != NULL);
@@ -394,11 +395,11 @@ static void t_landmarks_reference(void)
     const char *keyed = test_shared("reference/visual/sanders_crop_rectangles_cache.json");
     if (access(json, R_OK) != 0) SKIP("reference data not found (SHARED_DIR)");
     lip_err err = {0};
-    lip_rect *a = NULL, *b = NULL, *c = NULL;
+    lip_media_rect *a = NULL, *b = NULL, *c = NULL;
     size_t na = 0, nb = 0, nc = 0;
-    CHECK_RC(lip_rects_from_landmarks_dir(lms, &a, &na, &err));
-    CHECK_RC(lip_rects_load_json(json, &b, &nb, &err));
-    CHECK_RC(lip_rects_load_json(keyed, &c, &nc, &err));
+    CHECK_RC(lip_media_rects_from_landmarks_dir(lms, &a, &na, &err));
+    CHECK_RC(lip_media_rects_load_json(json, &b, &nb, &err));
+    CHECK_RC(lip_media_rects_load_json(keyed, &c, &nc, &err));
     CHECK(na == 523 && nb == 523 && nc == 523);
     /* Exact: the rects are integer arithmetic on integer landmarks. */
     if (na == nb && nb == nc && a && b && c) {
@@ -407,10 +408,10 @@ static void t_landmarks_reference(void)
         CHECK(a[0].x1 == 532 && a[0].y1 == 210 && a[0].x2 == 714 && a[0].y2 == 392);
     }
     /* Round trip through our own writer. */
-    CHECK_RC(lip_rects_save_json(tpath("rects.json"), a, na, &err));
-    lip_rect *d = NULL;
+    CHECK_RC(lip_media_rects_save_json(tpath("rects.json"), a, na, &err));
+    lip_media_rect *d = NULL;
     size_t nd = 0;
-    CHECK_RC(lip_rects_load_json(tpath("rects.json"), &d, &nd, &err));
+    CHECK_RC(lip_media_rects_load_json(tpath("rects.json"), &d, &nd, &err));
     CHECK(nd == na && d && memcmp(a, d, na * sizeof *a) == 0);
     lip_free(a);
     lip_free(b);
@@ -418,33 +419,38 @@ static void t_landmarks_reference(void)
     lip_free(d);
 
     /* Bad landmark and rect files name what is wrong. */
-    lip_rect r;
+    lip_media_rect r;
     CHECK_RC(lip_file_write_atomic(tpath("short.lms"), "1 2\n3 4\n", 8, &err));
-    CHECK(lip_rect_from_landmarks(tpath("short.lms"), &r, &err) == LIP_EFORMAT);
+    CHECK(lip_media_rect_from_landmarks(tpath("short.lms"), &r, &err) == LIP_EFORMAT);
     CHECK(strstr(err.msg, "2 landmark lines, expected 110") != NULL);
     CHECK_RC(lip_file_write_atomic(tpath("word.lms"), "1 x\n", 4, &err));
-    CHECK(lip_rect_from_landmarks(tpath("word.lms"), &r, &err) == LIP_EFORMAT);
+    CHECK(lip_media_rect_from_landmarks(tpath("word.lms"), &r, &err) == LIP_EFORMAT);
     CHECK(strstr(err.msg, "line 1") != NULL);
-    const char *bad[] = {"[[1,2,3]]", "[[1,2,3,4.5]]", "{\"0\":{\"rect\":[1,2,3,4]},\"2\":[1,2,3,4]}",
-                         "[", "[]", "{\"0\":[1,2,3,4],\"0\":[1,2,3,4]}", "\"text\""};
+    const char *bad[] = {"[[1,2,3]]",
+                         "[[1,2,3,4.5]]",
+                         "{\"0\":{\"rect\":[1,2,3,4]},\"2\":[1,2,3,4]}",
+                         "[",
+                         "[]",
+                         "{\"0\":[1,2,3,4],\"0\":[1,2,3,4]}",
+                         "\"text\""};
     for (size_t i = 0; i < LIP_ARRAY_LEN(bad); i++) {
         CHECK_RC(lip_file_write_atomic(tpath("bad.json"), bad[i], strlen(bad[i]), &err));
-        lip_rect *x = NULL;
+        lip_media_rect *x = NULL;
         size_t nx = 7;
-        int rc = lip_rects_load_json(tpath("bad.json"), &x, &nx, &err);
+        int rc = lip_media_rects_load_json(tpath("bad.json"), &x, &nx, &err);
         CHECK_MSG(rc == LIP_EFORMAT && x == NULL && nx == 0, "input %s: rc %d", bad[i], rc);
     }
-    lip_rect e = {10, 10, 10, 20};
-    CHECK(lip_rect_check(&e, 3, 100, 100, &err) == LIP_EINVAL && strstr(err.msg, "rect 3"));
-    lip_rect o = {90, 10, 101, 20};
-    CHECK(lip_rect_check(&o, 4, 100, 100, &err) == LIP_ERANGE && strstr(err.msg, "100x100"));
+    lip_media_rect e = {10, 10, 10, 20};
+    CHECK(lip_media_rect_check(&e, 3, 100, 100, &err) == LIP_EINVAL && strstr(err.msg, "rect 3"));
+    lip_media_rect o = {90, 10, 101, 20};
+    CHECK(lip_media_rect_check(&o, 4, 100, 100, &err) == LIP_ERANGE && strstr(err.msg, "100x100"));
 }
 
-static int write_rects(const char *path, int n, lip_rect r)
+static int write_rects(const char *path, int n, lip_media_rect r)
 {
-    lip_rect *v = calloc((size_t)n, sizeof *v);
+    lip_media_rect *v = calloc((size_t)n, sizeof *v);
     for (int i = 0; i < n; i++) v[i] = r;
-    int rc = lip_rects_save_json(path, v, (size_t)n, NULL);
+    int rc = lip_media_rects_save_json(path, v, (size_t)n, NULL);
     free(v);
     return rc;
 }
@@ -454,19 +460,19 @@ static void t_import(void)
     lip_err err = {0};
     /* 20 frames of 128x96 at 25 fps, no audio (an avatar's audio is not used). */
     CHECK_RC(write_clip(tpath("src.mp4"), 128, 96, 25, 20, 0));
-    CHECK_RC(write_rects(tpath("r20.json"), 20, (lip_rect){30, 20, 94, 84}));
+    CHECK_RC(write_rects(tpath("r20.json"), 20, (lip_media_rect){30, 20, 94, 84}));
     /* A stand-in UNet: import copies it and checks only the ONNX leading byte. */
     static const uint8_t onnx[] = {0x08, 0x08, 0x12, 0x04, 't', 'e', 's', 't'};
     CHECK_RC(lip_file_write_atomic(tpath("unet.onnx"), onnx, sizeof onnx, &err));
 
     char video[512], rects[512], unet[512], out[512];
-    lip_avatar_import_opts o = lip_avatar_import_opts_default();
+    lip_media_import_opts o = lip_media_import_opts_default();
     o.video = tcopy(video, "src.mp4");
     o.rects = tcopy(rects, "r20.json");
     o.unet = tcopy(unet, "unet.onnx");
     o.out = tcopy(out, "avatars/av1");
     int64_t nf = 0;
-    CHECK_RC(lip_avatar_import(&o, &nf, &err));
+    CHECK_RC(lip_media_import_avatar(&o, &nf, &err));
     if (err.code) printf("# %s\n", err.msg);
     CHECK(nf == 20);
     /* Layout. */
@@ -474,9 +480,9 @@ static void t_import(void)
     size_t yl = 0;
     CHECK_RC(lip_file_read(tpath("avatars/av1/avatar.yaml"), 0, &y, &yl, &err));
     if (y) {
-        const char *keys[] = {"format_version: 1\n", "id: av1\n", "fps: 25\n", "width: 128\n",
-                              "height: 96\n", "frame_count: 20\n", "unet: unet.onnx\n",
-                              "blend: feather\n", "source: \"/"};
+        const char *keys[] = {"format_version: 1\n", "id: av1\n",        "fps: 25\n",
+                              "width: 128\n",        "height: 96\n",     "frame_count: 20\n",
+                              "unet: unet.onnx\n",   "blend: feather\n", "source: \"/"};
         for (size_t i = 0; i < LIP_ARRAY_LEN(keys); i++)
             CHECK_MSG(strstr((char *)y, keys[i]) != NULL, "avatar.yaml lacks %s", keys[i]);
         lip_free(y);
@@ -493,9 +499,9 @@ static void t_import(void)
     CHECK_RC(lip_file_read(tpath("avatars/av1/unet.onnx"), 0, &u, &ul, &err));
     CHECK(ul == sizeof onnx && u && memcmp(u, onnx, ul) == 0);
     lip_free(u);
-    lip_rect *rr = NULL;
+    lip_media_rect *rr = NULL;
     size_t nr = 0;
-    CHECK_RC(lip_rects_load_json(tpath("avatars/av1/crop_rects.json"), &rr, &nr, &err));
+    CHECK_RC(lip_media_rects_load_json(tpath("avatars/av1/crop_rects.json"), &rr, &nr, &err));
     CHECK(nr == 20 && rr && rr[19].x1 == 30 && rr[19].y2 == 84);
     lip_free(rr);
     /* Frame 7 as JPEG vs the pattern that was encoded: H.264 then JPEG q90, two lossy steps on a
@@ -506,7 +512,7 @@ static void t_import(void)
     snprintf(p, sizeof p, "%s/frames/000007.jpg", tpath("avatars/av1"));
     CHECK_RC(lip_file_read(p, 0, &jpg, &jl, &err));
     if (jpg) {
-        CHECK_RC(lip_jpeg_decode_bgr(jpg, jl, &dec, &cap, &w, &h, &err));
+        CHECK_RC(lip_media_jpeg_decode_bgr(jpg, jl, &dec, &cap, &w, &h, &err));
         CHECK(w == 128 && h == 96);
         uint8_t *want = malloc(128 * 96 * 3);
         pattern(want, 128, 96, 7);
@@ -523,47 +529,48 @@ static void t_import(void)
     CHECK(stat(tpath("avatars/av1"), &st) == 0 && (st.st_mode & 0777) == 0755); /* not 0700 */
 
     /* The destination exists and is not empty. */
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EPRECOND && strstr(err.msg, "not empty"));
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EPRECOND && strstr(err.msg, "not empty"));
 
     /* Fewer rects than frames: both numbers in the message, nothing created. */
-    CHECK_RC(write_rects(tpath("r15.json"), 15, (lip_rect){30, 20, 94, 84}));
+    CHECK_RC(write_rects(tpath("r15.json"), 15, (lip_media_rect){30, 20, 94, 84}));
     o.rects = tcopy(rects, "r15.json");
     o.out = tcopy(out, "avatars/av2");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EINVAL);
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EINVAL);
     CHECK_MSG(strstr(err.msg, "20 frames") && strstr(err.msg, "15 crop rects"), "%s", err.msg);
     CHECK(access(tpath("avatars/av2"), F_OK) != 0);
 
     /* A rect outside the 128x96 frame. */
-    CHECK_RC(write_rects(tpath("rout.json"), 20, (lip_rect){100, 20, 140, 60}));
+    CHECK_RC(write_rects(tpath("rout.json"), 20, (lip_media_rect){100, 20, 140, 60}));
     o.rects = tcopy(rects, "rout.json");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_ERANGE);
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_ERANGE);
     CHECK(strstr(err.msg, "rect 0") && strstr(err.msg, "128x96"));
     CHECK(access(tpath("avatars/av2"), F_OK) != 0);
 
     /* Extra rects are dropped; a bad id is refused; missing and corrupt videos. */
-    CHECK_RC(write_rects(tpath("r30.json"), 30, (lip_rect){30, 20, 94, 84}));
+    CHECK_RC(write_rects(tpath("r30.json"), 30, (lip_media_rect){30, 20, 94, 84}));
     o.rects = tcopy(rects, "r30.json");
     o.id = "bad/id";
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EINVAL && strstr(err.msg, "bad/id"));
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EINVAL && strstr(err.msg, "bad/id"));
     o.id = NULL;
-    CHECK_RC(lip_avatar_import(&o, &nf, &err));
+    CHECK_RC(lip_media_import_avatar(&o, &nf, &err));
     CHECK(nf == 20);
-    CHECK_RC(lip_rects_load_json(tpath("avatars/av2/crop_rects.json"), &rr, &nr, &err));
+    CHECK_RC(lip_media_rects_load_json(tpath("avatars/av2/crop_rects.json"), &rr, &nr, &err));
     CHECK(nr == 20);
     lip_free(rr);
     o.out = tcopy(out, "avatars/av3");
     o.video = tcopy(video, "missing.mp4");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_ENOTFOUND);
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_ENOTFOUND);
     o.video = tcopy(video, "junk.mp4");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EFORMAT);
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EFORMAT);
     /* Not 25 fps. */
     CHECK_RC(write_clip(tpath("fps30.mp4"), 128, 96, 30, 6, 0));
     o.video = tcopy(video, "fps30.mp4");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EUNSUPPORTED && strstr(err.msg, "30.000 fps"));
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EUNSUPPORTED &&
+          strstr(err.msg, "30.000 fps"));
     /* Not an ONNX file. */
     o.video = tcopy(video, "src.mp4");
     o.unet = tcopy(unet, "r20.json");
-    CHECK(lip_avatar_import(&o, NULL, &err) == LIP_EMODEL);
+    CHECK(lip_media_import_avatar(&o, NULL, &err) == LIP_EMODEL);
     CHECK(access(tpath("avatars/av3"), F_OK) != 0);
     CHECK(!dir_has(tpath("avatars"), ".import-"));
 }

@@ -17,19 +17,20 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: lipsync avatar import --video V.mp4 (--rects crop_rects.json | --landmarks DIR)\n"
-            "                             --unet model.onnx --out DIR [--id ID] [--quality 90]\n"
-            "       lipsync avatar info DIR\n\n"
-            "import  extracts every frame of a 25 fps video to DIR/frames/000000.jpg ... (JPEG at\n"
-            "        --quality), checks one crop rect per frame (inside the frame, non-empty),\n"
-            "        copies the UNet to DIR/unet.onnx and writes DIR/crop_rects.json and\n"
-            "        DIR/avatar.yaml. --rects takes a JSON array of [x1,y1,x2,y2] or the keyed\n"
-            "        form {\"0\": {\"rect\": [...]}, ...}; --landmarks takes a directory of\n"
-            "        <i>.lms files (110 lines of 'x y'). --id defaults to DIR's last component.\n"
-            "        DIR must not exist (or be empty); it appears only when the import succeeds.\n"
-            "info    prints avatar.yaml, the frame files and a crop rect summary, and exits 1 if\n"
-            "        they disagree.\n");
+    fprintf(
+        f,
+        "usage: lipsync avatar import --video V.mp4 (--rects crop_rects.json | --landmarks DIR)\n"
+        "                             --unet model.onnx --out DIR [--id ID] [--quality 90]\n"
+        "       lipsync avatar info DIR\n\n"
+        "import  extracts every frame of a 25 fps video to DIR/frames/000000.jpg ... (JPEG at\n"
+        "        --quality), checks one crop rect per frame (inside the frame, non-empty),\n"
+        "        copies the UNet to DIR/unet.onnx and writes DIR/crop_rects.json and\n"
+        "        DIR/avatar.yaml. --rects takes a JSON array of [x1,y1,x2,y2] or the keyed\n"
+        "        form {\"0\": {\"rect\": [...]}, ...}; --landmarks takes a directory of\n"
+        "        <i>.lms files (110 lines of 'x y'). --id defaults to DIR's last component.\n"
+        "        DIR must not exist (or be empty); it appears only when the import succeeds.\n"
+        "info    prints avatar.yaml, the frame files and a crop rect summary, and exits 1 if\n"
+        "        they disagree.\n");
 }
 
 struct progress {
@@ -54,26 +55,35 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
 
 static int cmd_import(int argc, char **argv)
 {
-    lip_avatar_import_opts o = lip_avatar_import_opts_default();
-    static const struct option lo[] = {{"video", required_argument, 0, 'v'},
-                                       {"rects", required_argument, 0, 'r'},
-                                       {"landmarks", required_argument, 0, 'l'},
-                                       {"unet", required_argument, 0, 'u'},
-                                       {"out", required_argument, 0, 'o'},
-                                       {"id", required_argument, 0, 'i'},
-                                       {"quality", required_argument, 0, 'q'},
-                                       {0, 0, 0, 0}};
+    lip_media_import_opts o = lip_media_import_opts_default();
+    static const struct option lo[] = {
+        {"video", required_argument, 0, 'v'},     {"rects", required_argument, 0, 'r'},
+        {"landmarks", required_argument, 0, 'l'}, {"unet", required_argument, 0, 'u'},
+        {"out", required_argument, 0, 'o'},       {"id", required_argument, 0, 'i'},
+        {"quality", required_argument, 0, 'q'},   {0, 0, 0, 0}};
     optind = 1;
     int c;
     long q;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'v': o.video = optarg; break;
-        case 'r': o.rects = optarg; break;
-        case 'l': o.landmarks = optarg; break;
-        case 'u': o.unet = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 'i': o.id = optarg; break;
+        case 'v':
+            o.video = optarg;
+            break;
+        case 'r':
+            o.rects = optarg;
+            break;
+        case 'l':
+            o.landmarks = optarg;
+            break;
+        case 'u':
+            o.unet = optarg;
+            break;
+        case 'o':
+            o.out = optarg;
+            break;
+        case 'i':
+            o.id = optarg;
+            break;
         case 'q':
             if (lip_parse_long(optarg, 1, 100, &q) != 0) {
                 lip_cli_fail("avatar", "--quality takes 1..100, not '%s'", optarg);
@@ -81,7 +91,9 @@ static int cmd_import(int argc, char **argv)
             }
             o.quality = (int)q;
             break;
-        default: usage(stderr); return 2;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -90,7 +102,7 @@ static int cmd_import(int argc, char **argv)
     }
     if (!o.video || !o.unet || !o.out || (!o.rects == !o.landmarks)) {
         lip_cli_fail("avatar", "import needs --video, --unet, --out and one of --rects or "
-                     "--landmarks");
+                               "--landmarks");
         usage(stderr);
         return 2;
     }
@@ -102,7 +114,7 @@ static int cmd_import(int argc, char **argv)
     lip_err err = {0};
     int64_t frames = 0;
     double t0 = lip_time_ms();
-    int rc = lip_avatar_import(&o, &frames, &err);
+    int rc = lip_media_import_avatar(&o, &frames, &err);
     if (p.shown) fprintf(stderr, "\n");
     if (rc) {
         lip_cli_fail("avatar", "import failed: %s", err.msg);
@@ -114,8 +126,7 @@ static int cmd_import(int argc, char **argv)
 }
 
 /* avatar.yaml is a flat mapping of scalars; print it and keep the few keys info checks. */
-static int read_yaml(const char *path, long *frame_count, long *width, long *height,
-                     lip_err *err)
+static int read_yaml(const char *path, long *frame_count, long *width, long *height, lip_err *err)
 {
     uint8_t *data;
     size_t len;
@@ -133,15 +144,19 @@ static int read_yaml(const char *path, long *frame_count, long *width, long *hei
     int depth = 0;
     while (!done && !rc) {
         if (!yaml_parser_parse(&yp, &ev)) {
-            rc = lip_err_set(err, LIP_EFORMAT, "%s: line %zu: %s", path,
-                             yp.problem_mark.line + 1, yp.problem ? yp.problem : "bad YAML");
+            rc = lip_err_set(err, LIP_EFORMAT, "%s: line %zu: %s", path, yp.problem_mark.line + 1,
+                             yp.problem ? yp.problem : "bad YAML");
             break;
         }
         switch (ev.type) {
         case YAML_MAPPING_START_EVENT:
-        case YAML_SEQUENCE_START_EVENT: depth++; break;
+        case YAML_SEQUENCE_START_EVENT:
+            depth++;
+            break;
         case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT: depth--; break;
+        case YAML_SEQUENCE_END_EVENT:
+            depth--;
+            break;
         case YAML_SCALAR_EVENT:
             if (depth != 1) break;
             if (!have_key) {
@@ -160,8 +175,11 @@ static int read_yaml(const char *path, long *frame_count, long *width, long *hei
                 have_key = false;
             }
             break;
-        case YAML_STREAM_END_EVENT: done = true; break;
-        default: break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        default:
+            break;
         }
         yaml_event_delete(&ev);
     }
@@ -224,7 +242,8 @@ static int cmd_info(int argc, char **argv)
         printf("  frame files:    %ld%s\n", nfiles, gap >= 0 ? " (numbering has gaps)" : "");
         if (gap >= 0) problems++;
         if (fc >= 0 && nfiles != fc) {
-            printf("  problem:        avatar.yaml says %ld frames, frames/ holds %ld\n", fc, nfiles);
+            printf("  problem:        avatar.yaml says %ld frames, frames/ holds %ld\n", fc,
+                   nfiles);
             problems++;
         }
     }
@@ -237,14 +256,14 @@ static int cmd_info(int argc, char **argv)
         problems++;
     }
     snprintf(path, sizeof path, "%s/crop_rects.json", dir);
-    lip_rect *r = NULL;
+    lip_media_rect *r = NULL;
     size_t nr = 0;
-    if (lip_rects_load_json(path, &r, &nr, &err)) {
+    if (lip_media_rects_load_json(path, &r, &nr, &err)) {
         printf("  crop rects:     %s\n", err.msg);
         problems++;
     } else {
         int smin = 1 << 30, smax = 0;
-        lip_rect u = r[0];
+        lip_media_rect u = r[0];
         for (size_t i = 0; i < nr; i++) {
             int side = LIP_MAX(r[i].x2 - r[i].x1, r[i].y2 - r[i].y1);
             smin = LIP_MIN(smin, side);
@@ -253,7 +272,7 @@ static int cmd_info(int argc, char **argv)
             u.y1 = LIP_MIN(u.y1, r[i].y1);
             u.x2 = LIP_MAX(u.x2, r[i].x2);
             u.y2 = LIP_MAX(u.y2, r[i].y2);
-            if (W > 0 && H > 0 && lip_rect_check(&r[i], i, (int)W, (int)H, &err)) {
+            if (W > 0 && H > 0 && lip_media_rect_check(&r[i], i, (int)W, (int)H, &err)) {
                 if (problems < 10) printf("  problem:        %s\n", err.msg);
                 problems++;
             }

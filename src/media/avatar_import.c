@@ -25,12 +25,14 @@
 #define LMS_LINES 110
 #define AVATAR_FPS 25
 
-/* ---- rects ------------------------------------------------------------------------------------ */
-int lip_rect_check(const lip_rect *r, size_t i, int width, int height, lip_err *err)
+/* ---- rects ----------------------------------------------------------------------------------- */
+int lip_media_rect_check(const lip_media_rect *r, size_t i, int width, int height, lip_err *err)
 {
     if (r->x2 <= r->x1 || r->y2 <= r->y1)
-        return lip_err_set(err, LIP_EINVAL, "crop rect %zu [%d, %d, %d, %d] is empty (x2 > x1 and "
-                           "y2 > y1 expected)", i, r->x1, r->y1, r->x2, r->y2);
+        return lip_err_set(err, LIP_EINVAL,
+                           "crop rect %zu [%d, %d, %d, %d] is empty (x2 > x1 and "
+                           "y2 > y1 expected)",
+                           i, r->x1, r->y1, r->x2, r->y2);
     if (r->x1 < 0 || r->y1 < 0 || r->x2 > width || r->y2 > height)
         return lip_err_set(err, LIP_ERANGE,
                            "crop rect %zu [%d, %d, %d, %d] is outside the %dx%d frame (expected "
@@ -39,7 +41,7 @@ int lip_rect_check(const lip_rect *r, size_t i, int width, int height, lip_err *
     return 0;
 }
 
-static int json_rect(const cJSON *a, const char *path, size_t i, lip_rect *out, lip_err *err)
+static int json_rect(const cJSON *a, const char *path, size_t i, lip_media_rect *out, lip_err *err)
 {
     if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4)
         return lip_err_set(err, LIP_EFORMAT, "%s: rect %zu is not an array of 4 numbers", path, i);
@@ -48,15 +50,15 @@ static int json_rect(const cJSON *a, const char *path, size_t i, lip_rect *out, 
         const cJSON *e = cJSON_GetArrayItem(a, k);
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!isfinite(d) || d != floor(d) || d < -1e6 || d > 1e6)
-            return lip_err_set(err, LIP_EFORMAT, "%s: rect %zu value %d is not an integer", path,
-                               i, k);
+            return lip_err_set(err, LIP_EFORMAT, "%s: rect %zu value %d is not an integer", path, i,
+                               k);
         v[k] = (int)d;
     }
-    *out = (lip_rect){v[0], v[1], v[2], v[3]};
+    *out = (lip_media_rect){v[0], v[1], v[2], v[3]};
     return 0;
 }
 
-int lip_rects_load_json(const char *path, lip_rect **rects, size_t *n, lip_err *err)
+int lip_media_rects_load_json(const char *path, lip_media_rect **rects, size_t *n, lip_err *err)
 {
     *rects = NULL;
     *n = 0;
@@ -68,7 +70,7 @@ int lip_rects_load_json(const char *path, lip_rect **rects, size_t *n, lip_err *
     lip_free(data);
     if (!root) return lip_err_set(err, LIP_EFORMAT, "%s is not valid JSON", path);
     size_t cnt = (size_t)cJSON_GetArraySize(root);
-    lip_rect *out = NULL;
+    lip_media_rect *out = NULL;
     if (!cJSON_IsArray(root) && !cJSON_IsObject(root)) {
         rc = lip_err_set(err, LIP_EFORMAT, "%s: expected a JSON array or object of rects", path);
         goto done;
@@ -95,8 +97,8 @@ int lip_rects_load_json(const char *path, lip_rect **rects, size_t *n, lip_err *
             /* Keyed form: "0".."N-1", each {"rect": [...]} (or the array itself). */
             long k;
             if (!it->string || lip_parse_long(it->string, 0, (long)cnt - 1, &k) != 0) {
-                rc = lip_err_set(err, LIP_EFORMAT, "%s: key '%s' is not a frame index 0..%zu",
-                                 path, it->string ? it->string : "", cnt - 1);
+                rc = lip_err_set(err, LIP_EFORMAT, "%s: key '%s' is not a frame index 0..%zu", path,
+                                 it->string ? it->string : "", cnt - 1);
                 break;
             }
             idx = (size_t)k;
@@ -122,7 +124,7 @@ done:
     return 0;
 }
 
-int lip_rect_from_landmarks(const char *path, lip_rect *out, lip_err *err)
+int lip_media_rect_from_landmarks(const char *path, lip_media_rect *out, lip_err *err)
 {
     uint8_t *data;
     size_t len;
@@ -152,8 +154,8 @@ int lip_rect_from_landmarks(const char *path, lip_rect *out, lip_err *err)
                 v[k] = (long)d;
             }
             if (end == p || errno || v[k] < -100000 || v[k] > 100000)
-                rc = lip_err_set(err, LIP_EFORMAT, "%s: line %d: expected two integers 'x y'",
-                                 path, lines + 1);
+                rc = lip_err_set(err, LIP_EFORMAT, "%s: line %d: expected two integers 'x y'", path,
+                                 lines + 1);
             p = end;
         }
         while (!rc && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
@@ -178,14 +180,15 @@ int lip_rect_from_landmarks(const char *path, lip_rect *out, lip_err *err)
     return 0;
 }
 
-int lip_rects_from_landmarks_dir(const char *dir, lip_rect **rects, size_t *n, lip_err *err)
+int lip_media_rects_from_landmarks_dir(const char *dir, lip_media_rect **rects, size_t *n,
+                                       lip_err *err)
 {
     *rects = NULL;
     *n = 0;
     if (!lip_dir_exists(dir))
         return lip_err_set(err, LIP_ENOTFOUND, "landmarks directory %s does not exist", dir);
     size_t cap = 0, cnt = 0;
-    lip_rect *out = NULL;
+    lip_media_rect *out = NULL;
     char path[4096];
     for (;; cnt++) {
         if (cnt >= RECTS_MAX) break;
@@ -196,14 +199,14 @@ int lip_rects_from_landmarks_dir(const char *dir, lip_rect **rects, size_t *n, l
         if (!lip_file_exists(path)) break;
         if (cnt == cap) {
             cap = cap ? cap * 2 : 512;
-            lip_rect *nb = lip_realloc(out, cap * sizeof *out);
+            lip_media_rect *nb = lip_realloc(out, cap * sizeof *out);
             if (!nb) {
                 lip_free(out);
                 return lip_err_set(err, LIP_ENOMEM, "out of memory for %zu rects", cap);
             }
             out = nb;
         }
-        int rc = lip_rect_from_landmarks(path, &out[cnt], err);
+        int rc = lip_media_rect_from_landmarks(path, &out[cnt], err);
         if (rc) {
             lip_free(out);
             return rc;
@@ -211,15 +214,17 @@ int lip_rects_from_landmarks_dir(const char *dir, lip_rect **rects, size_t *n, l
     }
     if (cnt == 0) {
         lip_free(out);
-        return lip_err_set(err, LIP_ENOTFOUND, "%s has no landmark files (expected 0.lms, 1.lms, "
-                           "...)", dir);
+        return lip_err_set(err, LIP_ENOTFOUND,
+                           "%s has no landmark files (expected 0.lms, 1.lms, "
+                           "...)",
+                           dir);
     }
     *rects = out;
     *n = cnt;
     return 0;
 }
 
-int lip_rects_save_json(const char *path, const lip_rect *rects, size_t n, lip_err *err)
+int lip_media_rects_save_json(const char *path, const lip_media_rect *rects, size_t n, lip_err *err)
 {
     size_t cap = n * 64 + 16, len = 0;
     char *buf = lip_malloc(cap);
@@ -234,10 +239,10 @@ int lip_rects_save_json(const char *path, const lip_rect *rects, size_t n, lip_e
     return rc;
 }
 
-/* ---- importer ---------------------------------------------------------------------------------- */
-lip_avatar_import_opts lip_avatar_import_opts_default(void)
+/* ---- importer -------------------------------------------------------------------------------- */
+lip_media_import_opts lip_media_import_opts_default(void)
 {
-    lip_avatar_import_opts o = {0};
+    lip_media_import_opts o = {0};
     o.quality = 90;
     return o;
 }
@@ -285,8 +290,8 @@ static int copy_unet(const char *src, const char *dst, lip_err *err)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
-        return lip_err_set(err, errno == ENOENT ? LIP_ENOTFOUND : LIP_EIO, "cannot open UNet %s: %s",
-                           src, strerror(errno));
+        return lip_err_set(err, errno == ENOENT ? LIP_ENOTFOUND : LIP_EIO,
+                           "cannot open UNet %s: %s", src, strerror(errno));
     int out = -1, rc = 0;
     size_t total = 0;
     uint8_t *buf = lip_malloc(1u << 20);
@@ -308,8 +313,10 @@ static int copy_unet(const char *src, const char *dst, lip_err *err)
         }
         if (r == 0) break;
         if (total == 0 && buf[0] != 0x08) {
-            rc = lip_err_set(err, LIP_EMODEL, "%s does not look like an ONNX model (first byte "
-                             "0x%02x, expected 0x08)", src, buf[0]);
+            rc = lip_err_set(err, LIP_EMODEL,
+                             "%s does not look like an ONNX model (first byte "
+                             "0x%02x, expected 0x08)",
+                             src, buf[0]);
             goto done;
         }
         total += (size_t)r;
@@ -391,18 +398,21 @@ static int check_dest(const char *out, lip_err *err)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) entries++;
     closedir(d);
     if (entries)
-        return lip_err_set(err, LIP_EPRECOND, "%s already exists and is not empty (remove it or "
-                           "choose another --out)", out);
+        return lip_err_set(err, LIP_EPRECOND,
+                           "%s already exists and is not empty (remove it or "
+                           "choose another --out)",
+                           out);
     return 0;
 }
 
-int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_err *err)
+int lip_media_import_avatar(const lip_media_import_opts *o, int64_t *frames_out, lip_err *err)
 {
     if (frames_out) *frames_out = 0;
     if (!o || !o->video || !o->unet || !o->out || !*o->out)
         return lip_err_set(err, LIP_EINVAL, "avatar import needs a video, a UNet and --out");
     if (!o->rects == !o->landmarks)
-        return lip_err_set(err, LIP_EINVAL, "avatar import needs exactly one of crop rects or "
+        return lip_err_set(err, LIP_EINVAL,
+                           "avatar import needs exactly one of crop rects or "
                            "landmarks");
     if (o->quality < 1 || o->quality > 100)
         return lip_err_set(err, LIP_EINVAL, "JPEG quality must be 1..100, got %d", o->quality);
@@ -423,18 +433,20 @@ int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_
         lip_strlcpy(parent, ".", sizeof parent);
     const char *id = o->id ? o->id : base;
     if (!lip_valid_id(id, strlen(id)))
-        return lip_err_set(err, LIP_EINVAL, "avatar id '%s' is not 1-64 characters of "
-                           "[A-Za-z0-9_.-] (set --id)", id);
+        return lip_err_set(err, LIP_EINVAL,
+                           "avatar id '%s' is not 1-64 characters of "
+                           "[A-Za-z0-9_.-] (set --id)",
+                           id);
     int rc;
-    lip_rect *rects = NULL;
+    lip_media_rect *rects = NULL;
     size_t n_rects = 0;
     lip_video_reader *rd = NULL;
     uint8_t *jpg = NULL;
     tmp[0] = 0;
     if ((rc = lip_dir_make(parent, err))) return rc;
     if ((rc = check_dest(out, err))) return rc;
-    rc = o->rects ? lip_rects_load_json(o->rects, &rects, &n_rects, err)
-                  : lip_rects_from_landmarks_dir(o->landmarks, &rects, &n_rects, err);
+    rc = o->rects ? lip_media_rects_load_json(o->rects, &rects, &n_rects, err)
+                  : lip_media_rects_from_landmarks_dir(o->landmarks, &rects, &n_rects, err);
     if (rc) return rc;
 
     rd = lip_video_reader_open(o->video, err);
@@ -444,17 +456,21 @@ int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_
     }
     const lip_media_info *info = lip_video_reader_info(rd);
     if (fabs(info->fps - AVATAR_FPS) > 0.01) {
-        rc = lip_err_set(err, LIP_EUNSUPPORTED, "%s is %.3f fps; avatars are %d fps (convert the "
-                         "video and its rects first)", o->video, info->fps, AVATAR_FPS);
+        rc = lip_err_set(err, LIP_EUNSUPPORTED,
+                         "%s is %.3f fps; avatars are %d fps (convert the "
+                         "video and its rects first)",
+                         o->video, info->fps, AVATAR_FPS);
         goto fail;
     }
     int W = info->width, H = info->height;
     /* Rects are checked before any decoding so a bad rects file fails in milliseconds. */
     for (size_t i = 0; i < n_rects; i++)
-        if ((rc = lip_rect_check(&rects[i], i, W, H, err))) goto fail;
+        if ((rc = lip_media_rect_check(&rects[i], i, W, H, err))) goto fail;
     if (info->frame_count > 0 && (size_t)info->frame_count > n_rects) {
-        rc = lip_err_set(err, LIP_EINVAL, "%s has %lld frames (container header) but only %zu "
-                         "crop rects", o->video, (long long)info->frame_count, n_rects);
+        rc = lip_err_set(err, LIP_EINVAL,
+                         "%s has %lld frames (container header) but only %zu "
+                         "crop rects",
+                         o->video, (long long)info->frame_count, n_rects);
         goto fail;
     }
 
@@ -487,14 +503,16 @@ int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_
         if (rc < 0) goto fail;
         if (rc == 0) break;
         if (fw != W || fh != H) {
-            rc = lip_err_set(err, LIP_EFORMAT, "%s: frame %lld is %dx%d, expected %dx%d like the "
-                             "stream header", o->video, (long long)nf, fw, fh, W, H);
+            rc = lip_err_set(err, LIP_EFORMAT,
+                             "%s: frame %lld is %dx%d, expected %dx%d like the "
+                             "stream header",
+                             o->video, (long long)nf, fw, fh, W, H);
             goto fail;
         }
         /* Past the last rect the frames are only counted, to report both numbers. */
         if ((size_t)nf < n_rects) {
             size_t jl;
-            if ((rc = lip_jpeg_encode_bgr(bgr, fw, fh, fw * 3, o->quality, &jpg, &jl, err)))
+            if ((rc = lip_media_jpeg_encode_bgr(bgr, fw, fh, fw * 3, o->quality, &jpg, &jl, err)))
                 goto fail;
             snprintf(path, sizeof path, "%s/frames/%06lld.jpg", tmp, (long long)nf);
             rc = write_file(path, jpg, jl, err);
@@ -518,7 +536,7 @@ int lip_avatar_import(const lip_avatar_import_opts *o, int64_t *frames_out, lip_
         lip_log_warn("avatar import: %zu crop rects for %lld frames; the last %zu are dropped",
                      n_rects, (long long)nf, n_rects - (size_t)nf);
     snprintf(path, sizeof path, "%s/crop_rects.json", tmp);
-    if ((rc = lip_rects_save_json(path, rects, (size_t)nf, err))) goto fail;
+    if ((rc = lip_media_rects_save_json(path, rects, (size_t)nf, err))) goto fail;
     snprintf(path, sizeof path, "%s/unet.onnx", tmp);
     if ((rc = copy_unet(o->unet, path, err))) goto fail;
     char src_abs[PATH_MAX];

@@ -15,15 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- video writer ----------------------------------------------------------------------------- */
+/* ---- video writer ---------------------------------------------------------------------------- */
 typedef struct lip_video_opts {
-    const char *codec;     /* video encoder name; NULL/"" = libx264, falling back (docs/MEDIA.md) */
-    const char *preset;    /* x264 preset, default "veryfast" (ignored by other encoders) */
-    int crf;               /* x264 constant rate factor 0..51, default 20 */
-    int threads;           /* encoder threads, 0 = FFmpeg decides */
-    int audio_rate;        /* AAC sample rate, default 16000 (the PCM's own rate: no resampling) */
-    int audio_bitrate;     /* AAC bits per second, default 64000 */
-    bool faststart;        /* move the MP4 index to the front (for progressive download), default
+    const char *codec;  /* video encoder name; NULL/"" = libx264, falling back (docs/MEDIA.md) */
+    const char *preset; /* x264 preset, default "veryfast" (ignored by other encoders) */
+    int crf;            /* x264 constant rate factor 0..51, default 20 */
+    int threads;        /* encoder threads, 0 = FFmpeg decides */
+    int audio_rate;     /* AAC sample rate, default 16000 (the PCM's own rate: no resampling) */
+    int audio_bitrate;  /* AAC bits per second, default 64000 */
+    bool faststart;     /* move the MP4 index to the front (for progressive download), default
                               true; costs one extra pass over the file at close */
 } lip_video_opts;
 
@@ -58,19 +58,19 @@ int lip_video_writer_close(lip_video_writer *w, lip_err *err);
 /* Drops everything: removes the temporary file and frees w. NULL is a no-op. */
 void lip_video_writer_abort(lip_video_writer *w);
 
-/* ---- probing and reading -------------------------------------------------------------------- */
+/* ---- probing and reading --------------------------------------------------------------------- */
 typedef struct lip_media_info {
-    char container[32];     /* demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" cut to fit */
-    double duration_s;      /* container duration, 0 if unknown */
+    char container[32]; /* demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" cut to fit */
+    double duration_s;  /* container duration, 0 if unknown */
     bool has_video;
-    int width, height;      /* first video stream */
-    double fps;             /* average frame rate, 0 if unknown */
-    int64_t frame_count;    /* reader: from the container header, -1 if unknown;
+    int width, height;   /* first video stream */
+    double fps;          /* average frame rate, 0 if unknown */
+    int64_t frame_count; /* reader: from the container header, -1 if unknown;
                                probe: exact count of video packets (one frame each) */
     char video_codec[32];
-    int audio_streams;      /* number of audio streams */
-    bool has_audio;         /* audio_streams > 0 */
-    int audio_rate;         /* first audio stream's sample rate (Hz), 0 if none */
+    int audio_streams; /* number of audio streams */
+    bool has_audio;    /* audio_streams > 0 */
+    int audio_rate;    /* first audio stream's sample rate (Hz), 0 if none */
     int audio_channels;
     double audio_duration_s; /* first audio stream: sum of packet durations (probe) or header */
     char audio_codec[32];
@@ -107,36 +107,38 @@ int lip_media_load_audio(const char *path, float **pcm16k, size_t *n, lip_err *e
 
 /* ---- JPEG (libjpeg-turbo jpeglib API) ------------------------------------------------------- */
 /* Reads a JPEG's size without decoding it. */
-int lip_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_err *err);
+int lip_media_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_err *err);
 /* Decodes a JPEG to packed BGR24 into *buf, growing it (lip_realloc) when *cap is too small, so a
  * caller that keeps buf/cap allocates only when the size grows. Thread-safe per buffer. */
-int lip_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *cap, int *width,
-                        int *height, lip_err *err);
+int lip_media_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *cap,
+                              int *width, int *height, lip_err *err);
 /* Encodes BGR24 (stride bytes per row) at quality 1..100 (4:2:0, islow DCT, standard Huffman
  * tables) into *out (new memory, caller frees with lip_free). Thread-safe. */
-int lip_jpeg_encode_bgr(const uint8_t *bgr, int width, int height, int stride, int quality,
-                        uint8_t **out, size_t *out_len, lip_err *err);
+int lip_media_jpeg_encode_bgr(const uint8_t *bgr, int width, int height, int stride, int quality,
+                              uint8_t **out, size_t *out_len, lip_err *err);
 
-/* ---- crop rects and the avatar importer ----------------------------------------------------- */
-typedef struct lip_rect {
+/* ---- crop rects and the avatar importer ------------------------------------------------------ */
+typedef struct lip_media_rect {
     int x1, y1, x2, y2; /* exclusive ends: the region is img[y1:y2, x1:x2] */
-} lip_rect;
+} lip_media_rect;
 
 /* Parses crop_rects.json in either form of DATA.md (array of [x1,y1,x2,y2], or an object keyed
  * "0".."N-1" with a "rect" member). *rects is new memory (lip_free). Every entry is checked
  * (four integers, keys contiguous from 0); errors name the entry. */
-int lip_rects_load_json(const char *path, lip_rect **rects, size_t *n, lip_err *err);
+int lip_media_rects_load_json(const char *path, lip_media_rect **rects, size_t *n, lip_err *err);
 /* Parses one landmarks file (110 lines of integer "x y") into the DATA.md crop rect
  * [lms[1].x, lms[52].y, lms[31].x, lms[52].y + (lms[31].x - lms[1].x)]. */
-int lip_rect_from_landmarks(const char *path, lip_rect *out, lip_err *err);
+int lip_media_rect_from_landmarks(const char *path, lip_media_rect *out, lip_err *err);
 /* Reads dir/0.lms, dir/1.lms, ... up to the first missing index. *rects is new memory. */
-int lip_rects_from_landmarks_dir(const char *dir, lip_rect **rects, size_t *n, lip_err *err);
+int lip_media_rects_from_landmarks_dir(const char *dir, lip_media_rect **rects, size_t *n,
+                                       lip_err *err);
 /* Writes rects as a JSON array (one rect per line), atomically. */
-int lip_rects_save_json(const char *path, const lip_rect *rects, size_t n, lip_err *err);
+int lip_media_rects_save_json(const char *path, const lip_media_rect *rects, size_t n,
+                              lip_err *err);
 /* Checks that rect i is non-empty and inside a width x height frame; err names i and values. */
-int lip_rect_check(const lip_rect *r, size_t i, int width, int height, lip_err *err);
+int lip_media_rect_check(const lip_media_rect *r, size_t i, int width, int height, lip_err *err);
 
-typedef struct lip_avatar_import_opts {
+typedef struct lip_media_import_opts {
     const char *video;     /* source video (required) */
     const char *rects;     /* crop_rects.json (this or landmarks) */
     const char *landmarks; /* directory of <i>.lms */
@@ -147,9 +149,9 @@ typedef struct lip_avatar_import_opts {
     /* Called after each frame (may be NULL); total is -1 while the count is unknown. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
-} lip_avatar_import_opts;
+} lip_media_import_opts;
 
-lip_avatar_import_opts lip_avatar_import_opts_default(void);
+lip_media_import_opts lip_media_import_opts_default(void);
 
 /* Imports a video plus crop rects (or landmarks) into opts->out in the canonical layout of
  * DATA.md: avatar.yaml, unet.onnx, frames/%06d.jpg, crop_rects.json. Everything is written in a
@@ -158,6 +160,6 @@ lip_avatar_import_opts lip_avatar_import_opts_default(void);
  * empty rect is an error naming the numbers; extra rects beyond the frame count are dropped with
  * a warning. *frames_out (may be NULL) receives the frame count. Not thread-safe with respect to
  * the same out path. */
-int lip_avatar_import(const lip_avatar_import_opts *opts, int64_t *frames_out, lip_err *err);
+int lip_media_import_avatar(const lip_media_import_opts *opts, int64_t *frames_out, lip_err *err);
 
 #endif

@@ -42,7 +42,8 @@ int lip_media_averr(lip_err *err, int averr, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (av_strerror(averr, why, sizeof why) < 0) snprintf(why, sizeof why, "FFmpeg error %d", averr);
+    if (av_strerror(averr, why, sizeof why) < 0)
+        snprintf(why, sizeof why, "FFmpeg error %d", averr);
     return lip_err_set(err, code, "%s: %s", what, why);
 }
 
@@ -58,8 +59,14 @@ static void av_log_to_lip(void *avcl, int level, const char *fmt, va_list vl)
 }
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static void init_fn(void) { av_log_set_callback(av_log_to_lip); }
-void lip_media_init(void) { pthread_once(&init_once, init_fn); }
+static void init_fn(void)
+{
+    av_log_set_callback(av_log_to_lip);
+}
+void lip_media_init(void)
+{
+    pthread_once(&init_once, init_fn);
+}
 
 /* ---- JPEG ----------------------------------------------------------------------------------- */
 /* libjpeg reports errors by calling error_exit, which must not return: jump back to the caller
@@ -95,7 +102,7 @@ static void jerr_init(struct jerr *e, j_common_ptr c)
 
 #define JPEG_MAX_SIDE 16384 /* refuse absurd headers before allocating for them */
 
-int lip_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_err *err)
+int lip_media_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_err *err)
 {
     if (!jpeg || len < 4 || len > (size_t)0x7fffffff)
         return lip_err_set(err, LIP_EFORMAT, "not a JPEG: %zu bytes", jpeg ? len : 0);
@@ -115,8 +122,8 @@ int lip_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_
     return 0;
 }
 
-int lip_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *cap, int *width,
-                        int *height, lip_err *err)
+int lip_media_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *cap,
+                              int *width, int *height, lip_err *err)
 {
     if (!jpeg || len < 4 || len > (size_t)0x7fffffff)
         return lip_err_set(err, LIP_EFORMAT, "not a JPEG: %zu bytes", jpeg ? len : 0);
@@ -161,15 +168,15 @@ int lip_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *
     return 0;
 }
 
-int lip_jpeg_encode_bgr(const uint8_t *bgr, int width, int height, int stride, int quality,
-                        uint8_t **out, size_t *out_len, lip_err *err)
+int lip_media_jpeg_encode_bgr(const uint8_t *bgr, int width, int height, int stride, int quality,
+                              uint8_t **out, size_t *out_len, lip_err *err)
 {
     *out = NULL;
     *out_len = 0;
     if (!bgr || width <= 0 || height <= 0 || width > JPEG_MAX_SIDE || height > JPEG_MAX_SIDE ||
         stride < width * 3)
-        return lip_err_set(err, LIP_EINVAL, "JPEG encode: bad image %dx%d stride %d", width,
-                           height, stride);
+        return lip_err_set(err, LIP_EINVAL, "JPEG encode: bad image %dx%d stride %d", width, height,
+                           stride);
     if (quality < 1 || quality > 100)
         return lip_err_set(err, LIP_EINVAL, "JPEG quality must be 1..100, got %d", quality);
     struct jpeg_compress_struct c;

@@ -62,7 +62,10 @@ static int open_input(const char *path, AVFormatContext **out, lip_err *err)
     return 0;
 }
 
-static void name_copy(char *dst, size_t n, const char *src) { lip_strlcpy(dst, src ? src : "", n); }
+static void name_copy(char *dst, size_t n, const char *src)
+{
+    lip_strlcpy(dst, src ? src : "", n);
+}
 
 /* Header facts: the first video stream and the first audio stream. */
 static void fill_info(AVFormatContext *fmt, lip_media_info *in)
@@ -213,7 +216,10 @@ fail:
     return NULL;
 }
 
-const lip_media_info *lip_video_reader_info(const lip_video_reader *r) { return &r->info; }
+const lip_media_info *lip_video_reader_info(const lip_video_reader *r)
+{
+    return &r->info;
+}
 
 static bool full_range(const AVFrame *f)
 {
@@ -235,10 +241,9 @@ static int to_bgr(lip_video_reader *r, lip_err *err)
         sws_freeContext(r->sws);
         /* Accurate rounding and full chroma interpolation: the import writes these pixels to
          * JPEG once, so quality matters more than the fraction of a millisecond. */
-        r->sws = sws_getContext(f->width, f->height, f->format, f->width, f->height,
-                                AV_PIX_FMT_BGR24,
-                                SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL,
-                                NULL);
+        r->sws =
+            sws_getContext(f->width, f->height, f->format, f->width, f->height, AV_PIX_FMT_BGR24,
+                           SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
         if (!r->sws)
             return lip_err_set(err, LIP_EUNSUPPORTED, "%s: no %s -> BGR24 conversion", r->path,
                                av_get_pix_fmt_name(f->format));
@@ -344,8 +349,8 @@ static int acc_convert(SwrContext *swr, const AVFrame *f, struct pcm_acc *a, con
     int rc = acc_reserve(a, (size_t)out_max + 1, path, err);
     if (rc) return rc;
     uint8_t *out = (uint8_t *)(a->buf + a->n);
-    int got = swr_convert(swr, &out, out_max + 1, f ? (const uint8_t **)f->extended_data : NULL,
-                          in_n);
+    int got =
+        swr_convert(swr, &out, out_max + 1, f ? (const uint8_t **)f->extended_data : NULL, in_n);
     if (got < 0) return lip_media_averr(err, got, "%s: resampling", path);
     a->n += (size_t)got;
     return 0;
@@ -397,8 +402,8 @@ int lip_media_load_audio(const char *path, float **pcm16k, size_t *n, lip_err *e
                     av_channel_layout_default(&in_l, ch);
                 else if (av_channel_layout_copy(&in_l, &frame->ch_layout) < 0)
                     av_channel_layout_default(&in_l, ch);
-                r = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, 16000, &in_l,
-                                        frame->format, frame->sample_rate, 0, NULL);
+                r = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_FLT, 16000, &in_l, frame->format,
+                                        frame->sample_rate, 0, NULL);
                 av_channel_layout_uninit(&in_l);
                 /* Mono is the plain mean of the channels (what librosa.load does), not swr's
                  * default downmix, which weights stereo by 1/sqrt(2) and so changes the level. */
@@ -409,8 +414,8 @@ int lip_media_load_audio(const char *path, float **pcm16k, size_t *n, lip_err *e
                 }
                 if (r >= 0) r = swr_init(swr);
                 if (r < 0) {
-                    rc = lip_media_averr(err, r, "%s: resampler from %d Hz, %d channels, %s",
-                                         path, frame->sample_rate, ch,
+                    rc = lip_media_averr(err, r, "%s: resampler from %d Hz, %d channels, %s", path,
+                                         frame->sample_rate, ch,
                                          av_get_sample_fmt_name(frame->format));
                     goto out;
                 }

@@ -38,17 +38,17 @@ struct lip_video_writer {
     AVFrame *vframe, *aframe;
     AVPacket *pkt;
     SwrContext *swr;
-    float *pcm;      /* copy of the caller's PCM */
+    float *pcm; /* copy of the caller's PCM */
     size_t n_pcm;
-    size_t pcm_pos;  /* input samples already given to swr */
-    float *abuf;     /* resampled samples waiting for a full encoder frame */
+    size_t pcm_pos; /* input samples already given to swr */
+    float *abuf;    /* resampled samples waiting for a full encoder frame */
     int abuf_len, abuf_cap;
-    int chunk_in;    /* input samples per swr call (one video frame's worth, rounded up) */
-    int64_t apts;    /* audio samples sent to the encoder */
+    int chunk_in; /* input samples per swr call (one video frame's worth, rounded up) */
+    int64_t apts; /* audio samples sent to the encoder */
     int64_t nframes;
-    uint8_t *jbuf;   /* JPEG decode buffer, reused */
+    uint8_t *jbuf; /* JPEG decode buffer, reused */
     size_t jcap;
-    bool failed;     /* a write failed: only close/abort are accepted */
+    bool failed; /* a write failed: only close/abort are accepted */
 };
 
 lip_video_opts lip_video_opts_default(void)
@@ -167,8 +167,8 @@ static int open_video(lip_video_writer *w, lip_err *err)
     w->vframe->colorspace = c->colorspace;
     r = av_frame_get_buffer(w->vframe, 0);
     if (r < 0) return lip_media_averr(err, r, "video frame buffer");
-    w->sws = sws_getContext(w->width, w->height, AV_PIX_FMT_BGR24, w->width, w->height,
-                            c->pix_fmt, SWS_BILINEAR, NULL, NULL, NULL);
+    w->sws = sws_getContext(w->width, w->height, AV_PIX_FMT_BGR24, w->width, w->height, c->pix_fmt,
+                            SWS_BILINEAR, NULL, NULL, NULL);
     if (!w->sws)
         return lip_err_set(err, LIP_EUNSUPPORTED, "no BGR24 -> %s conversion",
                            av_get_pix_fmt_name(c->pix_fmt));
@@ -183,7 +183,8 @@ static int open_audio(lip_video_writer *w, lip_err *err)
     const AVCodec *codec = avcodec_find_encoder_by_name("aac");
     if (!codec) return lip_err_set(err, LIP_EUNSUPPORTED, "FFmpeg has no native aac encoder");
     bool rate_ok = !codec->supported_samplerates;
-    for (const int *p = codec->supported_samplerates; p && *p; p++) rate_ok |= *p == w->opts.audio_rate;
+    for (const int *p = codec->supported_samplerates; p && *p; p++)
+        rate_ok |= *p == w->opts.audio_rate;
     if (!rate_ok)
         return lip_err_set(err, LIP_EINVAL,
                            "AAC sample rate %d Hz is not supported (use 16000, 22050, 24000, "
@@ -350,7 +351,10 @@ lip_video_writer *lip_video_writer_open(const char *path, int width, int height,
     if (fd < 0) {
         int e = errno;
         w->tmp[0] = 0;
-        lip_err_set(err, e == ENOENT ? LIP_ENOTFOUND : e == EACCES || e == EROFS ? LIP_EPERM : LIP_EIO,
+        lip_err_set(err,
+                    e == ENOENT                 ? LIP_ENOTFOUND
+                    : e == EACCES || e == EROFS ? LIP_EPERM
+                                                : LIP_EIO,
                     "cannot create a file next to %s: %s", path, strerror(e));
         goto fail;
     }
@@ -438,19 +442,22 @@ int lip_video_writer_add_jpeg(lip_video_writer *w, const uint8_t *jpeg, size_t l
     if (!w || !jpeg) return lip_err_set(err, LIP_EINVAL, "video writer: NULL argument");
     if (w->failed) return lip_err_set(err, LIP_EPRECOND, "video writer: an earlier write failed");
     int jw, jh;
-    int r = lip_jpeg_size(jpeg, len, &jw, &jh, err);
+    int r = lip_media_jpeg_size(jpeg, len, &jw, &jh, err);
     if (r) return r;
     if (jw != w->width || jh != w->height)
-        return lip_err_set(err, LIP_EINVAL, "video writer: JPEG frame is %dx%d, expected %dx%d",
-                           jw, jh, w->width, w->height);
-    r = lip_jpeg_decode_bgr(jpeg, len, &w->jbuf, &w->jcap, &jw, &jh, err);
+        return lip_err_set(err, LIP_EINVAL, "video writer: JPEG frame is %dx%d, expected %dx%d", jw,
+                           jh, w->width, w->height);
+    r = lip_media_jpeg_decode_bgr(jpeg, len, &w->jbuf, &w->jcap, &jw, &jh, err);
     if (r) return r; /* a bad JPEG leaves the writer usable */
     r = add_frame(w, w->jbuf, w->width * 3, err);
     if (r) w->failed = true;
     return r;
 }
 
-int64_t lip_video_writer_frames(const lip_video_writer *w) { return w ? w->nframes : 0; }
+int64_t lip_video_writer_frames(const lip_video_writer *w)
+{
+    return w ? w->nframes : 0;
+}
 
 static int finish(lip_video_writer *w, lip_err *err)
 {
