@@ -753,6 +753,52 @@ static void t_codec_hostile(void)
     lip_image_free(&im);
 }
 
+/* Files from another encoder (PIL) in colour types and modes lipsync does not write itself: grey,
+ * RGBA, palette and 16-bit PNG must decode exactly to what PIL decodes (16-bit keeps the high
+ * byte); baseline, progressive and grey JPEG within 2 levels of PIL's libjpeg decode (same IDCT
+ * family; the bound allows a different libjpeg build); CMYK JPEG is refused with a message. */
+static void t_decode_foreign(void)
+{
+    char args[700];
+    snprintf(args, sizeof args, "fixtures %s", tmpdir);
+    if (run_py(args) != 0) SKIP("PIL fixtures could not be written");
+    static const struct {
+        const char *file, *npy;
+        int tol;
+    } cases[] = {{"rgb.png", "rgb.npy", 0},         {"rgba.png", "rgba.npy", 0},
+                 {"grey.png", "grey.npy", 0},       {"palette.png", "palette.npy", 0},
+                 {"grey16.png", "grey16.npy", 0},   {"base.jpg", "base.npy", 2},
+                 {"progressive.jpg", "progressive.npy", 2}, {"greyjpeg.jpg", "greyjpeg.npy", 2}};
+    lip_err err = {0};
+    for (size_t i = 0; i < LIP_ARRAY_LEN(cases); i++) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        lip_image dec = {0};
+        lip_npy ref = {0};
+        CHECK_RC(lip_file_read(tmp(cases[i].file), 0, &data, &len, &err));
+        bool png = strstr(cases[i].file, ".png") != NULL;
+        int rc = png ? lip_png_decode(data, len, &dec, &err) : lip_jpeg_decode(data, len, &dec, &err);
+        CHECK_MSG(rc == 0, "%s: %s", cases[i].file, err.msg);
+        if (rc == 0 && load_ref(tmp(cases[i].npy), &ref, 30 * 40 * 3) == 0) {
+            CHECK(dec.w == 40 && dec.h == 30);
+            diff d = compare_u8(dec.data, ref.data, 30 * 40 * 3);
+            CHECK_MSG(d.max <= cases[i].tol, "%s: max difference %d > %d", cases[i].file, d.max,
+                      cases[i].tol);
+        }
+        lip_npy_free(&ref);
+        lip_image_free(&dec);
+        lip_free(data);
+    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    lip_image dec = {0};
+    CHECK_RC(lip_file_read(tmp("cmyk.jpg"), 0, &data, &len, &err));
+    lip_err_clear(&err);
+    CHECK(lip_jpeg_decode(data, len, &dec, &err) < 0 && err.msg[0] && dec.data == NULL);
+    printf("# CMYK JPEG: %s\n", err.msg);
+    lip_free(data);
+}
+
 static void t_raw_f32(void)
 {
     float v[5] = {0.0f, -1.5f, 3.25f, 1e-30f, NAN}, w[5];
@@ -824,6 +870,7 @@ int main(void)
     RUN(t_jpeg_roundtrip);
     RUN(t_png_roundtrip);
     RUN(t_codec_hostile);
+    RUN(t_decode_foreign);
     RUN(t_raw_f32);
     RUN(t_no_alloc_when_warm);
     char cmd[600];

@@ -13,6 +13,9 @@ Commands (arrays are .npy; images are HxWx3 uint8 BGR unless said):
                              exact paste-back: OUT3 float32 (3,320,320) into CROP (328x328x3),
                              resized to the rect and written over FRAME; OUT is the new frame
   selftest                   compares resize with cv2.resize on random images, if cv2 exists
+  fixtures DIR               writes PNG/JPEG files in colour types and modes lipsync does not
+                             produce itself (grey, RGBA, palette, 16-bit, progressive, CMYK), each
+                             NAME.png/.jpg with NAME.npy = the expected HxWx3 BGR decode (PIL)
 
 OpenCV's 8-bit INTER_CUBIC, reproduced here from its documented algorithm:
   * source coordinate of output pixel d: f = float((d + 0.5) * (src/dst) - 0.5), i = floor(f),
@@ -135,6 +138,44 @@ def selftest():
     return 0 if worst <= 1 else 1
 
 
+def fixtures(outdir):
+    """Codec inputs from another encoder (PIL), with the decode PIL itself expects."""
+    import os
+
+    from PIL import Image
+    h, w = 30, 40
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.stack([x * 6, y * 8, (x + y) * 3], axis=2).astype(np.uint8)
+
+    def save(name, img, expect_rgb, **kw):
+        img.save(os.path.join(outdir, name), **kw)
+        stem = os.path.splitext(name)[0]
+        np.save(os.path.join(outdir, stem + ".npy"), np.ascontiguousarray(expect_rgb[..., ::-1]))
+
+    save("rgb.png", Image.fromarray(rgb, "RGB"), rgb)
+    rgba = np.dstack([rgb, (x * 5 % 256).astype(np.uint8)])
+    save("rgba.png", Image.fromarray(rgba, "RGBA"), rgb)  # alpha dropped, colour kept
+    g = rgb[..., 1]
+    save("grey.png", Image.fromarray(g, "L"), np.dstack([g, g, g]))
+    pal = Image.fromarray(rgb, "RGB").quantize(colors=64)
+    save("palette.png", pal, np.asarray(pal.convert("RGB")))
+    g16 = (x * 1500 + y * 7).astype(np.uint16)
+    im16 = Image.frombytes("I;16", (w, h), g16.astype("<u2").tobytes())
+    hi = (g16 >> 8).astype(np.uint8)  # 16 -> 8 bits keeps the high byte
+    save("grey16.png", im16, np.dstack([hi, hi, hi]))
+    for name, kw in (("base.jpg", {}), ("progressive.jpg", {"progressive": True})):
+        im = Image.fromarray(rgb, "RGB")
+        im.save(os.path.join(outdir, name), quality=90, **kw)
+        dec = np.asarray(Image.open(os.path.join(outdir, name)).convert("RGB"))
+        np.save(os.path.join(outdir, os.path.splitext(name)[0] + ".npy"),
+                np.ascontiguousarray(dec[..., ::-1]))
+    Image.fromarray(g, "L").save(os.path.join(outdir, "greyjpeg.jpg"), quality=90)
+    dec = np.asarray(Image.open(os.path.join(outdir, "greyjpeg.jpg")).convert("RGB"))
+    np.save(os.path.join(outdir, "greyjpeg.npy"), np.ascontiguousarray(dec[..., ::-1]))
+    Image.fromarray(rgb, "RGB").convert("CMYK").save(os.path.join(outdir, "cmyk.jpg"))
+    return 0
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -169,6 +210,8 @@ def main(argv):
         return 0
     if cmd == "selftest":
         return selftest()
+    if cmd == "fixtures" and len(argv) == 3:
+        return fixtures(argv[2])
     print(__doc__, file=sys.stderr)
     return 2
 
