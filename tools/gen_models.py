@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 
-import onnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lipsync_models as L  # noqa: E402

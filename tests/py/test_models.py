@@ -286,7 +286,7 @@ def t_demo_mouth_follows_audio():
     areas = np.array(dark[2:])[order]
     assert np.all(np.diff(areas) >= -2), "dark area not monotonic in openness: %s" % list(
         zip(np.round(opens[order], 3), areas))
-    mids = [a for a, o in zip(dark[2:], opens) if 0.05 < o < 0.6]
+    mids = [a for a, o in zip(dark[2:], opens) if 0.05 < o < 0.6 * opens.max()]
     assert mids and all(dark[0] < a < max(dark[2:]) for a in mids), \
         "expected intermediate openings strictly between closed and widest: %s" % mids
 
