@@ -11,6 +11,7 @@
 #include "image/image.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -843,11 +844,71 @@ static void t_no_alloc_when_warm(void)
     lip_alloc_fail_at(0);
     CHECK(rc == LIP_ENOMEM && strstr(err.msg, "memory"));
     lip_resizer_free(r2);
+    /* The JPEG encoder's error path (longjmp out of libjpeg) leaves it usable: an empty output
+     * buffer that cannot grow is LIP_ENOMEM, then the same encoder encodes normally. */
+    lip_buf fresh = {0};
+    lip_alloc_fail_at(1);
+    rc = lip_jpeg_enc_encode(e, &fr, NULL, &fresh, &err);
+    lip_alloc_fail_at(0);
+    CHECK(rc == LIP_ENOMEM && fresh.len == 0 && strstr(err.msg, "JPEG"));
+    CHECK_RC(lip_jpeg_enc_encode(e, &fr, NULL, &fresh, &err));
+    CHECK(fresh.len == b.len && memcmp(fresh.data, b.data, b.len) == 0);
+    lip_buf_free(&fresh);
     free(in6);
     free(crop);
     lip_buf_free(&b);
     lip_jpeg_enc_free(e);
     lip_resizer_free(r);
+    lip_image_free(&fr);
+}
+
+/* One resizer per thread, two threads at once: each gets the bytes a single thread gets (no
+ * hidden shared state in the resizer or in swscale context creation). */
+typedef struct thr_arg {
+    const lip_image *frame;
+    uint8_t *crop;
+    float *in6;
+    int rc;
+} thr_arg;
+
+static void *thr_main(void *p)
+{
+    thr_arg *a = p;
+    lip_resizer *r = lip_resizer_new();
+    lip_err err = {0};
+    a->rc = r ? 0 : -1;
+    for (int i = 0; i < 40 && !a->rc; i++) {
+        int s = 173 + i % 17, rect[4] = {500 + i, 200, 500 + i + s, 200 + s};
+        a->rc = lip_image_preprocess(r, a->frame, rect, a->in6, a->crop, &err);
+    }
+    lip_resizer_free(r);
+    return NULL;
+}
+
+static void t_threads(void)
+{
+    lip_image fr = {0};
+    lip_err err = {0};
+    CHECK_RC(lip_image_alloc(&fr, 1280, 720, &err));
+    synth(fr.data, 1280, 720, fr.stride, 91);
+    thr_arg a[2];
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        a[k] = (thr_arg){&fr, malloc(LIP_CROP_BYTES), malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), -1};
+        CHECK(pthread_create(&th[k], NULL, thr_main, &a[k]) == 0);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    thr_arg single = {&fr, malloc(LIP_CROP_BYTES), malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), -1};
+    thr_main(&single);
+    for (int k = 0; k < 2; k++) {
+        CHECK(a[k].rc == 0);
+        CHECK(memcmp(a[k].crop, single.crop, LIP_CROP_BYTES) == 0);
+        CHECK(memcmp(a[k].in6, single.in6, LIP_UNET_VISUAL_FLOATS * sizeof(float)) == 0);
+        free(a[k].crop);
+        free(a[k].in6);
+    }
+    free(single.crop);
+    free(single.in6);
     lip_image_free(&fr);
 }
 
@@ -873,6 +934,7 @@ int main(void)
     RUN(t_decode_foreign);
     RUN(t_raw_f32);
     RUN(t_no_alloc_when_warm);
+    RUN(t_threads);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) printf("# could not remove %s\n", tmpdir);
