@@ -7,15 +7,18 @@
 
 #include "audio/audio.h"
 
+#include <complex.h>
 #include <kiss_fftr.h>
 
-/* FFT state and scratch for one thread (kiss_fftr writes into its cfg while it runs). */
+/* FFT state and scratch for one thread (kiss_fftr writes into its cfg while it runs, so a
+ * plan is never shared between threads). */
 typedef struct lip_audio_plan {
     kiss_fftr_cfg cfg;
     float in[LIP_AUDIO_NFFT];
     kiss_fft_cpx out[LIP_AUDIO_NBINS];
-    double xw[LIP_AUDIO_NFFT]; /* windowed frame in double, for exact bins */
-    uint64_t refined;          /* bins recomputed exactly so far (statistics) */
+    double xw[LIP_AUDIO_NFFT];              /* windowed frame in double */
+    double complex cin[LIP_AUDIO_NFFT], cout[LIP_AUDIO_NFFT]; /* double FFT (refinement) */
+    uint64_t refined;          /* frames recomputed in double so far (statistics) */
 } lip_audio_plan;
 
 /* Optional per-frame outputs of every stage (any pointer may be NULL). */

@@ -4,17 +4,19 @@
  * mel filterbank computed from its formula, dB with a -100 dB floor, minus 20 dB, and the
  * [-4, 4] normalization. The FFT runs in float32 (kissfft's float build); everything around it
  * (pre-emphasis, window, magnitude, mel sums, logarithms) runs in double, and the few mel bands
- * where the float32 FFT's error would matter are recomputed exactly (see FFT_ERR), which keeps
- * normalized values within ~1e-5 of a float64 reference. */
+ * where the float32 FFT's error would matter are recomputed with a double FFT (see FFT_ERR),
+ * which keeps normalized values within 2e-6 of a float64 reference. */
 #include "audio/audio_int.h"
 
+#include <complex.h>
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 
 /* ---- static tables ------------------------------------------------------------------------ */
 static float g_window[LIP_AUDIO_NFFT];
-static double g_window_d[LIP_AUDIO_NFFT], g_cos[LIP_AUDIO_NFFT], g_sin[LIP_AUDIO_NFFT];
+static double g_window_d[LIP_AUDIO_NFFT];
+static double complex g_tw[LIP_AUDIO_NFFT]; /* e^{-2 pi i j / 800}, for the double FFT */
 static double g_fb_sum[LIP_AUDIO_NMELS]; /* sum of each filter's weights (error bounds) */
 static float g_fb[LIP_AUDIO_NMELS][LIP_AUDIO_NBINS];
 /* Nonzero range [lo, hi) of each filter, so the mel sum skips the zeros (most of the row). */
@@ -47,8 +49,7 @@ static void build_tables(void)
     for (int n = 0; n < LIP_AUDIO_NFFT; n++) { /* periodic Hann: denominator N, not N-1 */
         g_window_d[n] = 0.5 - 0.5 * cos(2.0 * M_PI * n / LIP_AUDIO_NFFT);
         g_window[n] = (float)g_window_d[n];
-        g_cos[n] = cos(2.0 * M_PI * n / LIP_AUDIO_NFFT);
-        g_sin[n] = sin(2.0 * M_PI * n / LIP_AUDIO_NFFT);
+        g_tw[n] = cos(2.0 * M_PI * n / LIP_AUDIO_NFFT) - I * sin(2.0 * M_PI * n / LIP_AUDIO_NFFT);
     }
 
     enum { NPTS = LIP_AUDIO_NMELS + 2 };
@@ -120,32 +121,62 @@ int lip_audio_plan_init(lip_audio_plan *p, lip_err *err)
 
 void lip_audio_plan_fini(lip_audio_plan *p)
 {
-    if (p && p->cfg) kiss_fftr_free(p->cfg);
-    if (p) p->cfg = NULL;
+    if (!p) return;
+    if (p->cfg) kiss_fftr_free(p->cfg);
+    p->cfg = NULL;
 }
 
 /* The float32 FFT's error on one bin is at most about 1.8e-6 x the windowed frame's L2 norm
  * (measured against a double DFT over the whole speech reference; FFT_ERR has 2x margin). A
  * loud frame can thus swamp a quiet mel band: its relative error reaches 2e-4 (4e-5 after
- * normalization). Bands whose error bound exceeds BAND_REL of their value are recomputed with
- * an exact double DFT of their bins, which costs 1,600 multiply-adds per bin and happens only
- * for quiet bands of loud frames. The decision depends only on the frame's samples, so every
- * path (whole clip, streaming) gets the same numbers. */
+ * normalization). When any band's error bound exceeds BAND_REL of its value, the frame's
+ * spectrum is recomputed with the small double-precision FFT below (~30 us a frame; Debian
+ * ships kissfft in float only, and libavutil's av_tx falls back to an O(n^2) DFT for 800).
+ * The decision depends only on the frame's samples, so every path (whole clip, streaming)
+ * gets the same numbers. */
 #define FFT_ERR 4e-6
 #define BAND_REL 2e-6
 
-static void exact_bin(const double *xw, int k, double *re, double *im)
+/* Mixed-radix (4, 2, 5) decimation-in-time DFT of n points (n divides 800), out of place:
+ * out[k] = sum_j in[j * stride] e^{-2 pi i j k / n}. Recursion depth is 5 for n = 800. */
+static void fft_d(const double complex *in, size_t stride, int n, double complex *out, int twstep)
 {
-    double r = 0.0, q = 0.0;
-    int idx = 0;
-    for (int n = 0; n < LIP_AUDIO_NFFT; n++) {
-        r += xw[n] * g_cos[idx];
-        q -= xw[n] * g_sin[idx];
-        idx += k;
-        if (idx >= LIP_AUDIO_NFFT) idx -= LIP_AUDIO_NFFT;
+    if (n == 1) {
+        out[0] = in[0];
+        return;
     }
-    *re = r;
-    *im = q;
+    int p = n % 4 == 0 ? 4 : n % 2 == 0 ? 2 : 5;
+    int m = n / p;
+    for (int q = 0; q < p; q++) fft_d(in + q * stride, stride * p, m, out + q * m, twstep * p);
+    /* X[k + r m] = sum_q W_p^{q r} (W_n^{q k} Y_q[k]): twiddle, then a p-point DFT. */
+    int wp = LIP_AUDIO_NFFT / p;
+    for (int k = 0; k < m; k++) {
+        double complex z[5];
+        z[0] = out[k];
+        for (int q = 1; q < p; q++)
+            z[q] = g_tw[((size_t)q * (size_t)k * (size_t)twstep) % LIP_AUDIO_NFFT] * out[q * m + k];
+        for (int r = 0; r < p; r++) {
+            double complex acc = z[0];
+            for (int q = 1; q < p; q++) acc += g_tw[((q * r) % p) * wp] * z[q];
+            out[r * m + k] = acc;
+        }
+    }
+}
+
+/* Mel sums of all bands from mag; returns true if some band's float32 error bound is too big
+ * (only asked for when mag came from the float32 FFT). */
+static bool mel_sums(const double *mag, double bin_err, double *m)
+{
+    bool refine = false;
+    for (int b = 0; b < LIP_AUDIO_NMELS; b++) {
+        double v = 0.0;
+        for (int k = g_fb_lo[b]; k < g_fb_hi[b]; k++) v += (double)g_fb[b][k] * mag[k];
+        m[b] = v;
+        double bound = bin_err * g_fb_sum[b];
+        /* Bands so far under the -100 dB floor that the floor is the answer are exempt. */
+        if (bound > BAND_REL * v && v + bound >= 1e-5) refine = true;
+    }
+    return refine;
 }
 
 void lip_audio_mel_frame(lip_audio_plan *p, const double *seg, float *norm80,
@@ -158,40 +189,29 @@ void lip_audio_mel_frame(lip_audio_plan *p, const double *seg, float *norm80,
         norm2 += p->xw[n] * p->xw[n];
     }
     kiss_fftr(p->cfg, p->in, p->out);
-    double mag[LIP_AUDIO_NBINS];
-    bool exact[LIP_AUDIO_NBINS];
+    double mag[LIP_AUDIO_NBINS], m[LIP_AUDIO_NMELS];
     for (int k = 0; k < LIP_AUDIO_NBINS; k++) {
         double re = p->out[k].r, im = p->out[k].i;
         mag[k] = sqrt(re * re + im * im);
-        exact[k] = false;
     }
-    double bin_err = FFT_ERR * sqrt(norm2);
-    for (int b = 0; b < LIP_AUDIO_NMELS; b++) {
-        double m = 0.0;
-        for (int k = g_fb_lo[b]; k < g_fb_hi[b]; k++) m += (double)g_fb[b][k] * mag[k];
-        double bound = bin_err * g_fb_sum[b];
-        /* Refine unless the band is accurate enough, or so far under the -100 dB floor that
-         * the floor is the answer whatever the error. */
-        if (bound > BAND_REL * m && m + bound >= 1e-5) {
-            m = 0.0;
-            for (int k = g_fb_lo[b]; k < g_fb_hi[b]; k++) {
-                if (!exact[k]) {
-                    double re, im;
-                    exact_bin(p->xw, k, &re, &im);
-                    p->out[k].r = (float)re;
-                    p->out[k].i = (float)im;
-                    mag[k] = sqrt(re * re + im * im);
-                    exact[k] = true;
-                    p->refined++;
-                }
-                m += (double)g_fb[b][k] * mag[k];
-            }
+    if (mel_sums(mag, FFT_ERR * sqrt(norm2), m)) {
+        for (int n = 0; n < LIP_AUDIO_NFFT; n++) p->cin[n] = p->xw[n];
+        fft_d(p->cin, 1, LIP_AUDIO_NFFT, p->cout, 1);
+        for (int k = 0; k < LIP_AUDIO_NBINS; k++) {
+            double re = creal(p->cout[k]), im = cimag(p->cout[k]);
+            p->out[k].r = (float)re;
+            p->out[k].i = (float)im;
+            mag[k] = sqrt(re * re + im * im);
         }
-        double d = 20.0 * log10(m > 1e-5 ? m : 1e-5);
+        mel_sums(mag, 0.0, m);
+        p->refined++;
+    }
+    for (int b = 0; b < LIP_AUDIO_NMELS; b++) {
+        double d = 20.0 * log10(m[b] > 1e-5 ? m[b] : 1e-5);
         double dr = d - 20.0;
         double v = 8.0 * (dr + 100.0) / 100.0 - 4.0;
         norm80[b] = (float)(v < -4.0 ? -4.0 : v > 4.0 ? 4.0 : v);
-        if (dbg && dbg->lin) dbg->lin[b] = m;
+        if (dbg && dbg->lin) dbg->lin[b] = m[b];
         if (dbg && dbg->db) dbg->db[b] = d;
         if (dbg && dbg->db_ref) dbg->db_ref[b] = dr;
     }
