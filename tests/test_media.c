@@ -237,11 +237,17 @@ static void t_writer_errors(void)
     CHECK(lip_video_writer_open("/nonexistent-dir-lipsync/x.mp4", 64, 48, 25, NULL, 0, NULL,
                                 &err) == NULL);
     CHECK(err.code == LIP_ENOTFOUND && strstr(err.msg, "/nonexistent-dir-lipsync/x.mp4"));
+    /* A directory nobody can create files in (root included): /proc. */
+    CHECK(lip_video_writer_open("/proc/lipsync-test.mp4", 64, 48, 25, NULL, 0, NULL, &err) ==
+          NULL);
+    CHECK(err.code < 0 && access("/proc/lipsync-test.mp4", F_OK) != 0);
     /* A regular file used as a directory. */
     FILE *f = fopen(tpath("plainfile"), "w");
     fclose(f);
     CHECK(lip_video_writer_open(tpath("plainfile/x.mp4"), 64, 48, 25, NULL, 0, NULL, &err) == NULL);
     CHECK(err.code < 0);
+    CHECK(!lip_video_writer_open(tmpdir, 64, 48, 25, NULL, 0, NULL, &err) &&
+          err.code == LIP_EINVAL && strstr(err.msg, "directory"));
     /* Odd size, bad fps, PCM count without PCM, unknown codec. */
     CHECK(!lip_video_writer_open(tpath("odd.mp4"), 63, 48, 25, NULL, 0, NULL, &err) &&
           err.code == LIP_EINVAL && strstr(err.msg, "63x48"));

@@ -338,7 +338,8 @@ lip_video_writer *lip_video_writer_open(const char *path, int width, int height,
     const char *slash = strrchr(path, '/');
     int dlen = slash ? (int)(slash - path) + 1 : 0;
     const char *base = slash ? slash + 1 : path;
-    if (!*base) {
+    struct stat st;
+    if (!*base || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
         lip_err_set(err, LIP_EINVAL, "video writer: '%s' names a directory, not a file", path);
         goto fail;
     }
