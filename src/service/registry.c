@@ -201,6 +201,7 @@ void lip_service_free(lip_service *sv)
         lip_free(sv->models[i].model_path);
         lip_free(sv->models[i].background_dir);
         lip_free(sv->models[i].crop_rects_path);
+        lip_free(sv->models[i].dir);
     }
     lip_free(sv->models);
     lip_pipeline_free(sv->pipe);
@@ -311,7 +312,10 @@ int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool 
         return 0;
     }
     char dir[1024], b1[1024], b2[1024], b3[1024];
-    int rc = lip_path_join(dir, sizeof dir, sv->models_root, id, err);
+    int rc = m->dir ? (lip_strlcpy(dir, m->dir, sizeof dir) < sizeof dir
+                           ? 0
+                           : lip_err_set(err, LIP_EINVAL, "package path too long"))
+                    : lip_path_join(dir, sizeof dir, sv->models_root, id, err);
     lip_avatar_paths paths = {0};
     paths.unet = resolve_path(sv, m->model_path, b1, sizeof b1);
     paths.frames_dir = resolve_path(sv, m->background_dir, b2, sizeof b2);
@@ -426,12 +430,14 @@ int svc_add_model_dir(lip_service *sv, const char *id, const char *dir, lip_err 
 {
     pthread_mutex_lock(&sv->mu);
     svc_model *m = add_model_locked(sv, id);
-    if (m && dir) {
-        lip_free(m->background_dir);
-        m->background_dir = NULL;
+    char *d = m && dir ? lip_strdup(dir) : NULL;
+    if (m && d) {
+        lip_free(m->dir);
+        m->dir = d;
     }
     pthread_mutex_unlock(&sv->mu);
-    if (!m) return lip_err_set(err, LIP_ENOMEM, "out of memory registering model %s", id);
+    if (!m || (dir && !d))
+        return lip_err_set(err, LIP_ENOMEM, "out of memory registering model %s", id);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 typedef struct svc_model {
     char id[72];
     char *model_path, *background_dir, *crop_rects_path; /* configured, or NULL */
+    char *dir;                  /* package directory; NULL = <models_root>/<id> */
     bool preload;
     lip_avatar *a;              /* loaded avatar (one registry reference) or NULL */
     double load_ms;
