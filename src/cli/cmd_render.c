@@ -144,7 +144,7 @@ int lip_cli_render(int argc, char **argv)
     lip_avatar *av = NULL;
     lip_pipeline *pl = NULL;
     lip_video_writer *vw = NULL;
-    char tmpdir[4096] = "", outdir[4096] = "";
+    char tmpdir[4200] = "", outdir[4000] = "";
     double t0 = lip_time_ms();
 
     /* Audio: our WAV parser first; other containers through FFmpeg. */
@@ -182,7 +182,10 @@ int lip_cli_render(int argc, char **argv)
         lip_strlcpy(outdir, out, sizeof outdir);
         size_t l = strlen(outdir);
         while (l > 1 && outdir[l - 1] == '/') outdir[--l] = 0;
-        snprintf(tmpdir, sizeof tmpdir, "%s.partial-%ld", outdir, (long)getpid());
+        if (snprintf(tmpdir, sizeof tmpdir, "%s.partial-%ld", outdir, (long)getpid()) >= (int)sizeof tmpdir) {
+            lip_cli_fail("render", "output path too long: %s", out);
+            goto done;
+        }
         if (lip_dir_make(tmpdir, &err)) {
             lip_cli_fail("render", "%s", err.msg);
             goto done;
@@ -225,7 +228,7 @@ int lip_cli_render(int argc, char **argv)
                 e = lip_video_writer_add_bgr(vw, res.frames[i].data, W * 3, &err);
                 sum.encode_ms += lip_time_ms() - te;
             } else {
-                char name[64], path[4200];
+                char name[64], path[4300];
                 snprintf(name, sizeof name, "%06d.%s", start + i, strcmp(fmt, "png") == 0 ? "png" : "jpg");
                 e = lip_path_join(path, sizeof path, tmpdir, name, &err);
                 if (!e) e = lip_file_write_atomic(path, res.frames[i].data, res.frames[i].len, &err);
@@ -274,7 +277,7 @@ done:
     if (vw) lip_video_writer_abort(vw);
     if (tmpdir[0]) {
         /* Remove the partial sequence. */
-        char cmdpath[4200];
+        char cmdpath[4300];
         for (int i = 0; i < 1000000; i++) {
             char name[64];
             snprintf(name, sizeof name, "%06d.%s", i, strcmp(fmt, "png") == 0 ? "png" : "jpg");

@@ -19,7 +19,7 @@ static const struct {
     {"client", lip_cli_client, "call a running server's RPCs"},
     {"bench", lip_cli_bench, "measure speed: model, audio, pipeline, serve"},
     {"audio", lip_cli_audio, "audio front end: features and mel of a WAV"},
-    {"avatar", lip_cli_avatar, "inspect and check avatars"},
+    {"avatar", lip_cli_avatar, "import avatars from video, inspect them"},
     {"model", lip_cli_model, "inspect and run ONNX models (info, run)"},
     {"version", lip_cli_version, "print versions of lipsync and the libraries it links"},
 };
