@@ -68,10 +68,45 @@ int lip_image_preprocess(lip_resizer *r, const lip_image *frame, const int rect[
         return lip_err_set(err, LIP_EINVAL, "preprocess: resizer, output or crop buffer is NULL");
     if ((rc = lip_image_check_rect(frame->w, frame->h, rect, err))) return rc;
     const uint8_t *src = frame->data + (size_t)rect[1] * frame->stride + (size_t)rect[0] * 3;
-    rc = lip_resize_bgr(r, src, rect[2] - rect[0], rect[3] - rect[1], frame->stride, crop328,
-                        LIP_CROP_SIZE, LIP_CROP_SIZE, CROP_STRIDE, err);
+    uint8_t *p[3]; /* G, B, R planes of the 328x328 crop */
+    rc = lip_resize_to_planes_(r, src, rect[2] - rect[0], rect[3] - rect[1], frame->stride,
+                               LIP_CROP_SIZE, LIP_CROP_SIZE, p, err);
     if (rc) return lip_err_prefix(err, "preprocess");
-    return lip_image_preprocess_crop(crop328, out6);
+    for (int y = 0; y < LIP_CROP_SIZE; y++) {
+        uint8_t *d = crop328 + (size_t)y * CROP_STRIDE;
+        size_t o = (size_t)y * LIP_CROP_SIZE;
+        for (int x = 0; x < LIP_CROP_SIZE; x++) {
+            d[3 * x] = p[1][o + x];
+            d[3 * x + 1] = p[0][o + x];
+            d[3 * x + 2] = p[2][o + x];
+        }
+    }
+    /* The same table as lip_image_preprocess_crop (identical bits, tested), read from the
+     * contiguous planes rather than the packed crop. */
+    float lut[256];
+    for (int i = 0; i < 256; i++) lut[i] = (float)i / 255.0f;
+    static const int plane_of_channel[3] = {1, 0, 2};
+    for (int c = 0; c < 3; c++) {
+        const uint8_t *pl = p[plane_of_channel[c]];
+        float *real = out6 + (size_t)c * ROI_PLANE;
+        float *masked = out6 + (size_t)(c + 3) * ROI_PLANE;
+        for (int y = 0; y < LIP_ROI_SIZE; y++) {
+            const uint8_t *s = pl + (size_t)(y + LIP_ROI_OFFSET) * LIP_CROP_SIZE + LIP_ROI_OFFSET;
+            float *rr = real + (size_t)y * LIP_ROI_SIZE, *mm = masked + (size_t)y * LIP_ROI_SIZE;
+            for (int x = 0; x < LIP_ROI_SIZE; x++) rr[x] = lut[s[x]];
+            memcpy(mm, rr, LIP_ROI_SIZE * sizeof(float));
+            if (y >= LIP_MASK_Y0 && y < LIP_MASK_Y1)
+                memset(mm + LIP_MASK_X0, 0, (LIP_MASK_X1 - LIP_MASK_X0) * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+/* uint8(v * 255): float32 multiply, truncation, clamp; "v > 0" is false for NaN, which maps to 0. */
+static inline uint8_t to_u8(float f)
+{
+    float v = f * 255.0f;
+    return v > 0.0f ? (v >= 255.0f ? 255 : (uint8_t)v) : 0;
 }
 
 void lip_image_output_to_crop(const float *out3, uint8_t *crop328)
@@ -81,11 +116,34 @@ void lip_image_output_to_crop(const float *out3, uint8_t *crop328)
         for (int y = 0; y < LIP_ROI_SIZE; y++) {
             uint8_t *d = crop328 + (size_t)(y + LIP_ROI_OFFSET) * CROP_STRIDE + LIP_ROI_OFFSET * 3 + c;
             const float *s = p + (size_t)y * LIP_ROI_SIZE;
-            for (int x = 0; x < LIP_ROI_SIZE; x++) {
-                float v = s[x] * 255.0f;
-                /* "v > 0" is false for NaN, which therefore maps to 0. */
-                d[3 * x] = v > 0.0f ? (v >= 255.0f ? 255 : (uint8_t)v) : 0;
+            for (int x = 0; x < LIP_ROI_SIZE; x++) d[3 * x] = to_u8(s[x]);
+        }
+    }
+}
+
+/* Step 5a fused with the planar split for the resize: the model output is already planar, so the
+ * source planes are written from it directly (and crop328 updated alongside), saving a strided
+ * pass over the crop. */
+static void output_to_planes(const float *out3, uint8_t *crop328, uint8_t *const sp[3])
+{
+    static const int plane_of_channel[3] = {1, 0, 2};
+    for (int y = 0; y < LIP_CROP_SIZE; y++) {
+        uint8_t *d = crop328 + (size_t)y * CROP_STRIDE;
+        size_t o = (size_t)y * LIP_CROP_SIZE;
+        bool inner_row = y >= LIP_ROI_OFFSET && y < LIP_ROI_OFFSET + LIP_ROI_SIZE;
+        for (int c = 0; c < 3; c++) {
+            uint8_t *pl = sp[plane_of_channel[c]] + o;
+            if (!inner_row) {
+                for (int x = 0; x < LIP_CROP_SIZE; x++) pl[x] = d[3 * x + c];
+                continue;
             }
+            const float *s = out3 + (size_t)c * ROI_PLANE + (size_t)(y - LIP_ROI_OFFSET) * LIP_ROI_SIZE;
+            for (int x = 0; x < LIP_ROI_OFFSET; x++) pl[x] = d[3 * x + c];
+            for (int x = 0; x < LIP_ROI_SIZE; x++) pl[LIP_ROI_OFFSET + x] = to_u8(s[x]);
+            for (int x = LIP_ROI_OFFSET + LIP_ROI_SIZE; x < LIP_CROP_SIZE; x++) pl[x] = d[3 * x + c];
+            uint8_t *dc = d + LIP_ROI_OFFSET * 3 + c;
+            const uint8_t *q = pl + LIP_ROI_OFFSET;
+            for (int x = 0; x < LIP_ROI_SIZE; x++) dc[3 * x] = q[x];
         }
     }
 }
@@ -132,10 +190,12 @@ int lip_image_paste(lip_resizer *r, lip_image *frame, const int rect[4], const f
     if (mode == LIP_PASTE_FEATHER && (feather_px < 0 || feather_px > LIP_MIN(w, h) / 2))
         return lip_err_set(err, LIP_EINVAL, "feather width %d px outside 0..%d for a %dx%d rect",
                            feather_px, LIP_MIN(w, h) / 2, w, h);
-    lip_image_output_to_crop(out3, crop328);
-    uint8_t *p[3];
-    rc = lip_resize_to_planes_(r, crop328, LIP_CROP_SIZE, LIP_CROP_SIZE, CROP_STRIDE, w, h, p, err);
+    uint8_t *sp[3], *p[3];
+    rc = lip_resizer_planes_(r, LIP_CROP_SIZE, LIP_CROP_SIZE, w, h, sp, p, err);
     if (rc) return lip_err_prefix(err, "paste");
+    output_to_planes(out3, crop328, sp);
+    if ((rc = lip_resizer_scale_(r, LIP_CROP_SIZE, LIP_CROP_SIZE, w, h, err)))
+        return lip_err_prefix(err, "paste");
     uint8_t *dst = frame->data + (size_t)rect[1] * frame->stride + (size_t)rect[0] * 3;
     if (mode == LIP_PASTE_FEATHER && feather_px > 0) {
         blend_region(p, w, h, dst, frame->stride, feather_px);

@@ -182,30 +182,50 @@ static int check_dims(const char *what, int w, int h, int stride, lip_err *err)
     return 0;
 }
 
-int lip_resize_to_planes_(lip_resizer *r, const uint8_t *src, int sw, int sh, int sstride, int dw,
-                          int dh, uint8_t **planes, lip_err *err)
+int lip_resizer_planes_(lip_resizer *r, int sw, int sh, int dw, int dh, uint8_t **src,
+                        uint8_t **dst, lip_err *err)
 {
-    if (!r || !src || !planes) return lip_err_set(err, LIP_EINVAL, "resize: NULL argument");
-    int rc = check_dims("source", sw, sh, sstride, err);
+    int rc = check_dims("source", sw, sh, 3 * sw, err);
     if (!rc) rc = check_dims("destination", dw, dh, 3 * dw, err);
     if (rc) return rc;
     size_t sn = (size_t)sw * sh, dn = (size_t)dw * dh;
     if ((rc = grow(&r->src_planes, &r->src_cap, 3 * sn, err))) return rc;
     if ((rc = grow(&r->dst_planes, &r->dst_cap, 3 * dn, err))) return rc;
+    for (int k = 0; k < 3; k++) {
+        src[k] = r->src_planes + k * sn;
+        dst[k] = r->dst_planes + k * dn;
+    }
+    return 0;
+}
+
+int lip_resizer_scale_(lip_resizer *r, int sw, int sh, int dw, int dh, lip_err *err)
+{
+    uint8_t *sp[3], *dp[3];
+    int rc = lip_resizer_planes_(r, sw, sh, dw, dh, sp, dp, err);
+    if (rc) return rc;
     struct SwsContext *ctx = get_ctx(r, sw, sh, dw, dh, err);
     if (!ctx) return LIP_EINTERNAL;
-    uint8_t *sp[4] = {r->src_planes, r->src_planes + sn, r->src_planes + 2 * sn, NULL};
-    uint8_t *dp[4] = {r->dst_planes, r->dst_planes + dn, r->dst_planes + 2 * dn, NULL};
-    int sst[4] = {sw, sw, sw, 0}, dst[4] = {dw, dw, dw, 0};
-    split_bgr(src, sw, sh, sstride, sp[0], sp[1], sp[2]);
-    int got = sws_scale(ctx, (const uint8_t *const *)sp, sst, 0, sh, dp, dst);
+    const uint8_t *const in[4] = {sp[0], sp[1], sp[2], NULL};
+    uint8_t *const out[4] = {dp[0], dp[1], dp[2], NULL};
+    const int sst[4] = {sw, sw, sw, 0}, dst[4] = {dw, dw, dw, 0};
+    int got = sws_scale(ctx, in, sst, 0, sh, out, dst);
     if (got != dh)
-        return lip_err_set(err, LIP_EINTERNAL, "swscale returned %d rows for %dx%d -> %dx%d, expected %d",
-                           got, sw, sh, dw, dh, dh);
-    planes[0] = dp[0];
-    planes[1] = dp[1];
-    planes[2] = dp[2];
+        return lip_err_set(err, LIP_EINTERNAL,
+                           "swscale returned %d rows for %dx%d -> %dx%d, expected %d", got, sw, sh,
+                           dw, dh, dh);
     return 0;
+}
+
+int lip_resize_to_planes_(lip_resizer *r, const uint8_t *src, int sw, int sh, int sstride, int dw,
+                          int dh, uint8_t **planes, lip_err *err)
+{
+    if (!r || !src || !planes) return lip_err_set(err, LIP_EINVAL, "resize: NULL argument");
+    int rc = check_dims("source", sw, sh, sstride, err);
+    if (rc) return rc;
+    uint8_t *sp[3];
+    if ((rc = lip_resizer_planes_(r, sw, sh, dw, dh, sp, planes, err))) return rc;
+    split_bgr(src, sw, sh, sstride, sp[0], sp[1], sp[2]);
+    return lip_resizer_scale_(r, sw, sh, dw, dh, err);
 }
 
 int lip_resize_bgr(lip_resizer *r, const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst,
