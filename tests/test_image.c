@@ -155,7 +155,8 @@ done:
 static void t_resize_up_vs_opencv(void)
 {
     static const int sizes[][4] = {{182, 182, 328, 328}, {173, 173, 328, 328}, {189, 189, 328, 328},
-                                   {40, 30, 131, 97}, {60, 60, 328, 328}, {100, 60, 130, 91}, {13, 11, 50, 40}};
+                                   {40, 30, 131, 97},    {60, 60, 328, 328},   {100, 60, 130, 91},
+                                   {13, 11, 50, 40}};
     lip_resizer *r = lip_resizer_new();
     CHECK(r != NULL);
     for (size_t i = 0; r && i < LIP_ARRAY_LEN(sizes); i++) {
@@ -214,7 +215,8 @@ static void t_resize_down_vs_opencv(void)
         CHECK_MSG(d.max <= 24 && d.mean < 1.5, "face 328->182 max %d mean %.4f", d.max, d.mean);
         /* The same face, upscaled from a 182 px window: the pre-processing case on real content. */
         uint8_t *win = malloc(182 * 182 * 3);
-        for (int y = 0; y < 182; y++) memcpy(win + y * 182 * 3, src + ((y + 70) * 328 + 70) * 3, 182 * 3);
+        for (int y = 0; y < 182; y++)
+            memcpy(win + y * 182 * 3, src + ((y + 70) * 328 + 70) * 3, 182 * 3);
         d = resize_vs_ref(r, win, 182, 182, 328, 328, &ok);
         printf("# resize up face window 182 -> 328: max %d mean %.4f\n", d.max, d.mean);
         CHECK(ok);
@@ -277,7 +279,8 @@ static void t_resizer_cache(void)
     CHECK_RC(lip_resize_bgr(r, a, 328, 328, 984, b, 180, 180, 540, &err));
     CHECK_RC(lip_resize_bgr(r, a, 328, 328, 984, b, 180, 180, 540, &err));
     CHECK(lip_resizer_cached(r) == 1);
-    for (int s = 100; s < 200; s++) CHECK_RC(lip_resize_bgr(r, a, 328, 328, 984, c, s, s, 3 * s, &err));
+    for (int s = 100; s < 200; s++)
+        CHECK_RC(lip_resize_bgr(r, a, 328, 328, 984, c, s, s, 3 * s, &err));
     CHECK(lip_resizer_cached(r) == 48);
     CHECK_RC(lip_resize_bgr(r, a, 328, 328, 984, b, 180, 180, 540, &err));
     CHECK_RC(lip_resize_bgr(fresh, a, 328, 328, 984, c, 180, 180, 540, &err));
@@ -311,7 +314,8 @@ static void t_preprocess_reference_crops(void)
     uint8_t *bgr = malloc(LIP_CROP_BYTES);
     for (int f = 0; f < 6 && ref.data; f++) {
         const uint8_t *c = u + (size_t)f * LIP_CROP_BYTES;
-        for (int i = 0; i < LIP_CROP_BYTES; i += 3) bgr[i] = c[i + 2], bgr[i + 1] = c[i + 1], bgr[i + 2] = c[i];
+        for (int i = 0; i < LIP_CROP_BYTES; i += 3)
+            bgr[i] = c[i + 2], bgr[i + 1] = c[i + 1], bgr[i + 2] = c[i];
         CHECK_RC(lip_image_preprocess_crop(bgr, out));
         const float *rf = (const float *)ref.data + (size_t)f * LIP_UNET_VISUAL_FLOATS;
         size_t bad = 0;
@@ -323,7 +327,8 @@ static void t_preprocess_reference_crops(void)
          * the real one at (4,4) and (310,315). */
         CHECK(out[0] == (float)c[(4 * 328 + 4) * 3 + 2] / 255.0f);
         CHECK(out[3 * 102400 + 5 * 320 + 5] == 0.0f && out[5 * 102400 + 309 * 320 + 314] == 0.0f);
-        CHECK(out[3 * 102400] == out[0] && out[4 * 102400 + 310 * 320 + 315] == out[102400 + 310 * 320 + 315]);
+        CHECK(out[3 * 102400] == out[0] &&
+              out[4 * 102400 + 310 * 320 + 315] == out[102400 + 310 * 320 + 315]);
     }
     free(out);
     free(bgr);
@@ -340,13 +345,15 @@ static void t_preprocess_frame(void)
     CHECK_RC(lip_image_alloc(&fr, 1280, 720, &err));
     synth(fr.data, 1280, 720, fr.stride, 11);
     lip_resizer *r = lip_resizer_new();
-    float *out = malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), *out2 = malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float));
+    float *out = malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)),
+          *out2 = malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float));
     uint8_t *crop = malloc(LIP_CROP_BYTES), *win = malloc(182 * 182 * 3);
     int rect[4] = {532, 210, 714, 392};
     CHECK_RC(lip_image_preprocess(r, &fr, rect, out, crop, &err));
     CHECK_RC(lip_image_preprocess_crop(crop, out2));
     CHECK(memcmp(out, out2, LIP_UNET_VISUAL_FLOATS * sizeof(float)) == 0);
-    for (int y = 0; y < 182; y++) memcpy(win + y * 546, fr.data + (size_t)(y + 210) * fr.stride + 532 * 3, 546);
+    for (int y = 0; y < 182; y++)
+        memcpy(win + y * 546, fr.data + (size_t)(y + 210) * fr.stride + 532 * 3, 546);
     int ok;
     diff d = resize_vs_ref(r, win, 182, 182, 328, 328, &ok);
     CHECK(ok);
@@ -355,8 +362,8 @@ static void t_preprocess_frame(void)
     CHECK(memcmp(ref, crop, LIP_CROP_BYTES) == 0); /* same path as the standalone resize */
     CHECK_MSG(d.max <= 1, "crop vs NumPy max %d", d.max);
     /* Rejected rects leave a message that names the rect and the frame. */
-    int bad[][4] = {{-1, 0, 100, 100}, {0, 0, 1281, 100}, {100, 100, 100, 200}, {0, 0, 4, 4},
-                    {10, 600, 200, 721}, {200, 100, 100, 200}};
+    int bad[][4] = {{-1, 0, 100, 100}, {0, 0, 1281, 100},   {100, 100, 100, 200},
+                    {0, 0, 4, 4},      {10, 600, 200, 721}, {200, 100, 100, 200}};
     for (size_t i = 0; i < LIP_ARRAY_LEN(bad); i++) {
         lip_err_clear(&err);
         CHECK(lip_image_preprocess(r, &fr, bad[i], out, crop, &err) == LIP_EINVAL);
@@ -383,7 +390,8 @@ static void t_output_to_crop(void)
     float *o = calloc(LIP_UNET_OUT_FLOATS, sizeof(float));
     uint8_t *crop = malloc(LIP_CROP_BYTES);
     memset(crop, 77, LIP_CROP_BYTES);
-    const float in[] = {-1.0f, 0.0f, 0.5f, 1.0f / 255.0f, 0.99999f, 1.0f, 2.0f, NAN, INFINITY, -INFINITY, 0.2f};
+    const float in[] = {-1.0f, 0.0f, 0.5f,     1.0f / 255.0f, 0.99999f, 1.0f,
+                        2.0f,  NAN,  INFINITY, -INFINITY,     0.2f};
     /* uint8(v*255) truncated and clamped: 0.5*255 = 127.5 -> 127; (1/255)*255 rounds to 1.0 in
      * float32 -> 1; 0.99999*255 = 254.997 -> 254; 0.2*255 = 51.0000008 -> 51. */
     const uint8_t want[] = {0, 0, 127, 1, 254, 255, 255, 0, 255, 0, 51};
@@ -426,8 +434,10 @@ static void t_paste_geometry(void)
             bool in = x >= rect[0] && x < rect[2] && y >= rect[1] && y < rect[3];
             for (int c = 0; c < 3; c++) {
                 size_t k = (size_t)y * ex.stride + 3 * x + c;
-                if (in) inside_bad += ex.data[k] != 127;
-                else outside_bad += ex.data[k] != bg.data[k];
+                if (in)
+                    inside_bad += ex.data[k] != 127;
+                else
+                    outside_bad += ex.data[k] != bg.data[k];
             }
         }
     CHECK_MSG(inside_bad == 0, "%zu values inside the rect are not 127", inside_bad);
@@ -466,7 +476,8 @@ static void t_paste_geometry(void)
     memcpy(fe.data, bg.data, (size_t)bg.stride * bg.h);
     CHECK_RC(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, 0, &err));
     CHECK(memcmp(fe.data, ex.data, (size_t)ex.stride * ex.h) == 0);
-    CHECK(lip_image_paste(r, &fe, rect, o, crop2, 7, 10, &err) == LIP_EINVAL && strstr(err.msg, "mode"));
+    CHECK(lip_image_paste(r, &fe, rect, o, crop2, 7, 10, &err) == LIP_EINVAL &&
+          strstr(err.msg, "mode"));
     CHECK(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, 90, &err) == LIP_EINVAL);
     CHECK(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, -1, &err) == LIP_EINVAL);
     CHECK(lip_image_paste(r, &fe, (int[]){600, 300, 700, 400}, o, crop2, 0, 0, &err) == LIP_EINVAL);
@@ -497,15 +508,17 @@ static void t_paste_vs_numpy(void)
     for (int y = 0; y < 328; y++) /* a smooth face-like crop around a smooth model output */
         for (int x = 0; x < 328; x++)
             for (int c = 0; c < 3; c++)
-                crop[(y * 328 + x) * 3 + c] = (uint8_t)(128 + 100 * sin(x * 0.05 + c) * cos(y * 0.04));
+                crop[(y * 328 + x) * 3 + c] =
+                    (uint8_t)(128 + 100 * sin(x * 0.05 + c) * cos(y * 0.04));
     size_t shape[3] = {3, 320, 320};
     int ok = save_img(tmp("p_frame.npy"), fr.data, 320, 240, fr.stride) == 0 &&
              save_img(tmp("p_crop.npy"), crop, 328, 328, 984) == 0 &&
              lip_npy_save_f32(tmp("p_out3.npy"), o, 3, shape, &err) == 0;
     char args[1600];
     int rect[4] = {70, 30, 252, 212};
-    snprintf(args, sizeof args, "paste %s %s %s %d %d %d %d %s", tmp("p_frame.npy"), tmp("p_crop.npy"),
-             tmp("p_out3.npy"), rect[0], rect[1], rect[2], rect[3], tmp("p_res.npy"));
+    snprintf(args, sizeof args, "paste %s %s %s %d %d %d %d %s", tmp("p_frame.npy"),
+             tmp("p_crop.npy"), tmp("p_out3.npy"), rect[0], rect[1], rect[2], rect[3],
+             tmp("p_res.npy"));
     ok = ok && run_py(args) == 0;
     CHECK(ok);
     lip_npy ref = {0};
@@ -548,7 +561,8 @@ static double psnr(const lip_image *a, const lip_image *b)
     double se = 0;
     for (int y = 0; y < a->h; y++)
         for (int x = 0; x < 3 * a->w; x++) {
-            double d = (double)a->data[(size_t)y * a->stride + x] - b->data[(size_t)y * b->stride + x];
+            double d =
+                (double)a->data[(size_t)y * a->stride + x] - b->data[(size_t)y * b->stride + x];
             se += d * d;
         }
     double mse = se / ((double)a->w * a->h * 3);
@@ -592,7 +606,8 @@ static void t_jpeg_roundtrip(void)
     lip_image sw = {0};
     CHECK_RC(lip_image_alloc(&sw, 1280, 720, &err));
     for (size_t i = 0; dec.data && i < (size_t)1280 * 720 * 3; i += 3)
-        sw.data[i] = dec.data[i + 2], sw.data[i + 1] = dec.data[i + 1], sw.data[i + 2] = dec.data[i];
+        sw.data[i] = dec.data[i + 2], sw.data[i + 1] = dec.data[i + 1],
+        sw.data[i + 2] = dec.data[i];
     double ps = psnr(&im, &sw);
     printf("# JPEG decode with B/R swapped: PSNR %.2f dB\n", ps);
     CHECK(ps < 24.0);
@@ -647,7 +662,8 @@ static void t_png_roundtrip(void)
         CHECK(dec.w == 333 && dec.h == 201);
         int same = dec.data != NULL;
         for (int y = 0; same && y < 201; y++)
-            same = memcmp(dec.data + (size_t)y * dec.stride, im.data + (size_t)y * im.stride, 999) == 0;
+            same = memcmp(dec.data + (size_t)y * dec.stride, im.data + (size_t)y * im.stride,
+                          999) == 0;
         CHECK_MSG(same, "PNG level %d round trip is not exact", level);
     }
     /* IHDR says 8-bit truecolour (RGB): channel order on disk is R, G, B. */
@@ -666,7 +682,8 @@ static void t_png_roundtrip(void)
 /* Patches a PNG's IHDR size (and CRC) or a JPEG's SOF0 size: headers claiming huge images. */
 static void png_set_size(uint8_t *p, uint32_t w, uint32_t h)
 {
-    for (int i = 0; i < 4; i++) p[16 + i] = (uint8_t)(w >> (24 - 8 * i)), p[20 + i] = (uint8_t)(h >> (24 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        p[16 + i] = (uint8_t)(w >> (24 - 8 * i)), p[20 + i] = (uint8_t)(h >> (24 - 8 * i));
     uint32_t crc = (uint32_t)crc32(0, p + 12, 17);
     for (int i = 0; i < 4; i++) p[29 + i] = (uint8_t)(crc >> (24 - 8 * i));
 }
@@ -687,9 +704,11 @@ static void t_codec_hostile(void)
     int trunc_ok = 0, msg_missing = 0, wrong_size = 0;
     for (int which = 0; which < 2; which++) {
         const lip_buf *b = which ? &pb : &jb;
-        int (*dec_fn)(const uint8_t *, size_t, lip_image *, lip_err *) = which ? lip_png_decode : lip_jpeg_decode;
+        int (*dec_fn)(const uint8_t *, size_t, lip_image *, lip_err *) =
+            which ? lip_png_decode : lip_jpeg_decode;
         /* Truncation: every prefix fails (a missing JPEG EOI is a libjpeg warning, fatal here; the
-         * PNG decoder reads on to IEND, though libspng does not insist on IEND's own 4-byte CRC). */
+         * PNG decoder reads on to IEND, though libspng does not insist on IEND's own 4-byte
+         * CRC). */
         size_t limit = which ? b->len - 4 : b->len;
         for (size_t n = 0; n < limit; n++) {
             lip_err_clear(&err);
@@ -705,13 +724,17 @@ static void t_codec_hostile(void)
             int k = 1 + (int)(rnd() % 4);
             for (int j = 0; j < k; j++) {
                 size_t pos = rnd() % b->len;
-                if (rnd() & 1) m[pos] ^= (uint8_t)(1u << (rnd() % 8));
-                else m[pos] = (uint8_t)rnd();
+                if (rnd() & 1)
+                    m[pos] ^= (uint8_t)(1u << (rnd() % 8));
+                else
+                    m[pos] = (uint8_t)rnd();
             }
             lip_err_clear(&err);
             int rc = dec_fn(m, b->len, &dec, &err);
-            if (rc == 0) wrong_size += dec.w < 1 || dec.h < 1 || !dec.data;
-            else msg_missing += err.msg[0] == 0;
+            if (rc == 0)
+                wrong_size += dec.w < 1 || dec.h < 1 || !dec.data;
+            else
+                msg_missing += err.msg[0] == 0;
             lip_image_free(&dec);
         }
         /* Random garbage behind a valid signature, and without. */
@@ -766,10 +789,14 @@ static void t_decode_foreign(void)
     static const struct {
         const char *file, *npy;
         int tol;
-    } cases[] = {{"rgb.png", "rgb.npy", 0},         {"rgba.png", "rgba.npy", 0},
-                 {"grey.png", "grey.npy", 0},       {"palette.png", "palette.npy", 0},
-                 {"grey16.png", "grey16.npy", 0},   {"base.jpg", "base.npy", 2},
-                 {"progressive.jpg", "progressive.npy", 2}, {"greyjpeg.jpg", "greyjpeg.npy", 2}};
+    } cases[] = {{"rgb.png", "rgb.npy", 0},
+                 {"rgba.png", "rgba.npy", 0},
+                 {"grey.png", "grey.npy", 0},
+                 {"palette.png", "palette.npy", 0},
+                 {"grey16.png", "grey16.npy", 0},
+                 {"base.jpg", "base.npy", 2},
+                 {"progressive.jpg", "progressive.npy", 2},
+                 {"greyjpeg.jpg", "greyjpeg.npy", 2}};
     lip_err err = {0};
     for (size_t i = 0; i < LIP_ARRAY_LEN(cases); i++) {
         uint8_t *data = NULL;
@@ -778,7 +805,8 @@ static void t_decode_foreign(void)
         lip_npy ref = {0};
         CHECK_RC(lip_file_read(tmp(cases[i].file), 0, &data, &len, &err));
         bool png = strstr(cases[i].file, ".png") != NULL;
-        int rc = png ? lip_png_decode(data, len, &dec, &err) : lip_jpeg_decode(data, len, &dec, &err);
+        int rc =
+            png ? lip_png_decode(data, len, &dec, &err) : lip_jpeg_decode(data, len, &dec, &err);
         CHECK_MSG(rc == 0, "%s: %s", cases[i].file, err.msg);
         if (rc == 0 && load_ref(tmp(cases[i].npy), &ref, 30 * 40 * 3) == 0) {
             CHECK(dec.w == 40 && dec.h == 30);
@@ -894,11 +922,13 @@ static void t_threads(void)
     thr_arg a[2];
     pthread_t th[2];
     for (int k = 0; k < 2; k++) {
-        a[k] = (thr_arg){&fr, malloc(LIP_CROP_BYTES), malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), -1};
+        a[k] = (thr_arg){&fr, malloc(LIP_CROP_BYTES),
+                         malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), -1};
         CHECK(pthread_create(&th[k], NULL, thr_main, &a[k]) == 0);
     }
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
-    thr_arg single = {&fr, malloc(LIP_CROP_BYTES), malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)), -1};
+    thr_arg single = {&fr, malloc(LIP_CROP_BYTES), malloc(LIP_UNET_VISUAL_FLOATS * sizeof(float)),
+                      -1};
     thr_main(&single);
     for (int k = 0; k < 2; k++) {
         CHECK(a[k].rc == 0);

@@ -20,19 +20,18 @@
 
 enum { C_PRE, C_EXACT, C_FEATHER, C_JPEG, C_PNG, C_COMPOSITE, N_CASES };
 static const char *const case_names[N_CASES] = {"preprocess", "paste_exact", "paste_feather",
-                                                 "jpeg_q75",   "png_l1",      "composite_jpeg"};
+                                                "jpeg_q75",   "png_l1",      "composite_jpeg"};
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: lipsync bench image [--frames 200] [--png-frames 40] [--warmup 10]\n\n"
-            "Per 1280x720 frame on one core (round-robin, median / p99 / min ms):\n"
-            "  preprocess      crop + bicubic to 328x328 + [real, masked] float tensor\n"
-            "  paste_exact     model output -> crop -> bicubic to the rect -> overwrite\n"
-            "  paste_feather   the same with a 10 px feathered edge\n"
-            "  jpeg_q75        full-frame JPEG, quality 75, 4:2:0 (jpeglib, islow)\n"
-            "  png_l1          full-frame PNG, zlib level 1 (fewer frames: it is ~20x slower)\n"
-            "  composite_jpeg  paste_feather + jpeg_q75 (target <= 3 ms)\n");
+    fprintf(f, "usage: lipsync bench image [--frames 200] [--png-frames 40] [--warmup 10]\n\n"
+               "Per 1280x720 frame on one core (round-robin, median / p99 / min ms):\n"
+               "  preprocess      crop + bicubic to 328x328 + [real, masked] float tensor\n"
+               "  paste_exact     model output -> crop -> bicubic to the rect -> overwrite\n"
+               "  paste_feather   the same with a 10 px feathered edge\n"
+               "  jpeg_q75        full-frame JPEG, quality 75, 4:2:0 (jpeglib, islow)\n"
+               "  png_l1          full-frame PNG, zlib level 1 (fewer frames: it is ~20x slower)\n"
+               "  composite_jpeg  paste_feather + jpeg_q75 (target <= 3 ms)\n");
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -54,7 +53,9 @@ static void background(lip_image *im)
                 if ((x / 97 + y / 61) % 4 == 0) v -= 40;
                 s = s * 1103515245u + 12345u;
                 v += (int)(s >> 16 & 7) - 3;
-                im->data[(size_t)y * im->stride + 3 * x + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                im->data[(size_t)y * im->stride + 3 * x + c] = (uint8_t)(v < 0     ? 0
+                                                                         : v > 255 ? 255
+                                                                                   : v);
             }
 }
 
@@ -63,8 +64,8 @@ static void model_output(float *o, int frame)
     for (int c = 0; c < 3; c++)
         for (int y = 0; y < 320; y++)
             for (int x = 0; x < 320; x++)
-                o[(c * 320 + y) * 320 + x] =
-                    0.45f + 0.3f * sinf(x * 0.04f + c + frame * 0.3f) * cosf(y * 0.05f - frame * 0.2f);
+                o[(c * 320 + y) * 320 + x] = 0.45f + 0.3f * sinf(x * 0.04f + c + frame * 0.3f) *
+                                                         cosf(y * 0.05f - frame * 0.2f);
 }
 
 static void report(int k, double *t, int n, double extra, const char *extra_name)
@@ -99,13 +100,18 @@ int lip_bench_image(int argc, char **argv)
         }
         if (lip_parse_long(optarg, c == 'f' ? 1 : 0, 100000, &v)) {
             lip_cli_fail("bench", "--%s needs a number (%s), got '%s'",
-                         c == 'f' ? "frames" : c == 'p' ? "png-frames" : "warmup",
+                         c == 'f'   ? "frames"
+                         : c == 'p' ? "png-frames"
+                                    : "warmup",
                          c == 'f' ? "1-100000" : "0-100000", optarg);
             return 2;
         }
-        if (c == 'f') frames = (int)v;
-        else if (c == 'p') png_frames = (int)v;
-        else warmup = (int)v;
+        if (c == 'f')
+            frames = (int)v;
+        else if (c == 'p')
+            png_frames = (int)v;
+        else
+            warmup = (int)v;
     }
     png_frames = LIP_MIN(png_frames, frames);
 
@@ -131,9 +137,10 @@ int lip_bench_image(int argc, char **argv)
             goto done;
         }
     background(&bg);
-    printf("# bench image: 1280x720 BGR frame, rect 173-189 px, one thread, %d frames (%d for PNG), "
-           "%d warm-up\n# commit %s\n",
-           frames, png_frames, warmup, LIP_GIT_REV);
+    printf(
+        "# bench image: 1280x720 BGR frame, rect 173-189 px, one thread, %d frames (%d for PNG), "
+        "%d warm-up\n# commit %s\n",
+        frames, png_frames, warmup, LIP_GIT_REV);
     size_t fbytes = (size_t)bg.stride * bg.h;
     for (int i = -warmup; i < frames; i++) {
         int f = i < 0 ? i + warmup : i;
@@ -148,7 +155,8 @@ int lip_bench_image(int argc, char **argv)
         double t2 = lip_time_ms();
         memcpy(fr.data, bg.data, fbytes);
         double t3 = lip_time_ms();
-        if (lip_image_paste(rz, &fr, rect, out3, crop, LIP_PASTE_FEATHER, LIP_FEATHER_DEFAULT, &err))
+        if (lip_image_paste(rz, &fr, rect, out3, crop, LIP_PASTE_FEATHER, LIP_FEATHER_DEFAULT,
+                            &err))
             goto fail;
         double t4 = lip_time_ms();
         if (lip_jpeg_enc_encode(je, &fr, NULL, &jb, &err)) goto fail;
@@ -169,7 +177,10 @@ int lip_bench_image(int argc, char **argv)
         if (do_png) t[C_PNG][n[C_PNG]++] = tp;
     }
     for (int k = 0; k < N_CASES; k++)
-        report(k, t[k], n[k], k == C_JPEG ? jb.len / 1024.0 : k == C_PNG ? pb.len / 1024.0 : 0,
+        report(k, t[k], n[k],
+               k == C_JPEG  ? jb.len / 1024.0
+               : k == C_PNG ? pb.len / 1024.0
+                            : 0,
                k == C_JPEG || k == C_PNG ? "kb" : NULL);
     rc = 0;
     goto done;

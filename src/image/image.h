@@ -20,9 +20,9 @@
 #include <stdint.h>
 
 /* ---- geometry (MODEL.md) ------------------------------------------------------------------ */
-#define LIP_CROP_SIZE 328                               /* crop resized to 328x328 */
-#define LIP_ROI_SIZE 320                                /* model input/output side */
-#define LIP_ROI_OFFSET 4                                /* real = crop[4:324, 4:324] */
+#define LIP_CROP_SIZE 328                                  /* crop resized to 328x328 */
+#define LIP_ROI_SIZE 320                                   /* model input/output side */
+#define LIP_ROI_OFFSET 4                                   /* real = crop[4:324, 4:324] */
 #define LIP_CROP_BYTES (LIP_CROP_SIZE * LIP_CROP_SIZE * 3) /* one BGR24 crop, stride 328*3 */
 /* Mask of the second half of the input: rows 5..309 and columns 5..314 inclusive are zero. */
 #define LIP_MASK_Y0 5
@@ -90,7 +90,8 @@ int lip_image_check_rect(int w, int h, const int rect[4], lip_err *err);
 /* MODEL.md steps 1-4: crop rect out of frame, bicubic to 328x328 into crop328 (BGR24, stride
  * 328*3, LIP_CROP_BYTES, caller-owned; kept by the caller for paste-back), then out6 (caller-owned
  * float[6][320][320]) = [real, masked] CHW /255. 0 or LIP_EINVAL (rect/pointers) / LIP_ENOMEM /
- * LIP_EINTERNAL; on failure out6 and crop328 are unspecified. Uses r's scratch: one thread per r. */
+ * LIP_EINTERNAL; on failure out6 and crop328 are unspecified. Uses r's scratch: one thread per
+ * r. */
 int lip_image_preprocess(lip_resizer *r, const lip_image *frame, const int rect[4], float *out6,
                          uint8_t *crop328, lip_err *err);
 /* Steps 2-4 only, from an existing 328x328 BGR24 crop (stride 328*3): bit-exact with NumPy's

@@ -148,8 +148,8 @@ static int check_image(const char *who, const lip_image *img, lip_err *err)
     if (img->w < 1 || img->h < 1 || img->w > LIP_IMAGE_MAX_DIM || img->h > LIP_IMAGE_MAX_DIM ||
         img->stride < 3 * img->w)
         return lip_err_set(err, LIP_EINVAL,
-                           "%s: image %dx%d stride %d invalid (sides 1..%d, stride >= 3*width)", who,
-                           img->w, img->h, img->stride, LIP_IMAGE_MAX_DIM);
+                           "%s: image %dx%d stride %d invalid (sides 1..%d, stride >= 3*width)",
+                           who, img->w, img->h, img->stride, LIP_IMAGE_MAX_DIM);
     return 0;
 }
 
@@ -234,8 +234,10 @@ int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *er
 {
     if (!data || !out) return lip_err_set(err, LIP_EINVAL, "JPEG decode: data or output is NULL");
     if (len < 4 || data[0] != 0xFF || data[1] != 0xD8)
-        return lip_err_set(err, LIP_EFORMAT, "JPEG decode: %zu bytes do not start with an SOI marker "
-                           "(expected FF D8)", len);
+        return lip_err_set(err, LIP_EFORMAT,
+                           "JPEG decode: %zu bytes do not start with an SOI marker "
+                           "(expected FF D8)",
+                           len);
     if (out->data && (out->w < 1 || out->h < 1 || out->stride < 3 * out->w))
         return lip_err_set(err, LIP_EINVAL, "JPEG decode: output image %dx%d stride %d is invalid",
                            out->w, out->h, out->stride);
@@ -271,7 +273,8 @@ int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *er
     d.out_color_space = JCS_EXT_BGR;
     jpeg_start_decompress(&d);
     if (d.output_width != w || d.output_height != h || d.output_components != 3)
-        raise_error((j_common_ptr)&d, LIP_EINTERNAL, "decoder output geometry differs from the header");
+        raise_error((j_common_ptr)&d, LIP_EINTERNAL,
+                    "decoder output geometry differs from the header");
     if (!out->data) {
         lip_err aerr = {0};
         if (lip_image_alloc(out, (int)w, (int)h, &aerr))

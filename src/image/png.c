@@ -36,7 +36,8 @@ int lip_png_encode(const lip_image *img, int level, lip_buf *out, lip_err *err)
     if (level < 0 || level > 9)
         return lip_err_set(err, LIP_EINVAL, "PNG compression level %d outside 0..9", level);
     out->len = 0;
-    /* Rough final size for a photo at level 1 (~1.5 bytes/pixel): one reservation in steady state. */
+    /* Rough final size for a photo at level 1 (~1.5 bytes/pixel): one reservation in steady
+     * state. */
     size_t guess = (size_t)img->w * img->h * 2 + 1024;
     int rc = lip_buf_reserve(out, guess, err);
     if (rc) return rc;
@@ -45,7 +46,8 @@ int lip_png_encode(const lip_image *img, int level, lip_buf *out, lip_err *err)
     int s = 0;
     const char *step = "allocation";
     if (!row || !ctx) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory for a PNG encoder (%dx%d)", img->w, img->h);
+        rc =
+            lip_err_set(err, LIP_ENOMEM, "out of memory for a PNG encoder (%dx%d)", img->w, img->h);
         goto done;
     }
     struct spng_ihdr ihdr = {.width = (uint32_t)img->w,
@@ -78,8 +80,9 @@ int lip_png_encode(const lip_image *img, int level, lip_buf *out, lip_err *err)
     goto done;
 spng_fail:
     out->len = 0;
-    rc = lip_err_set(err, s == SPNG_IO_ERROR ? LIP_ENOMEM : LIP_EINTERNAL,
-                     "PNG encode of %dx%d failed at %s: %s", img->w, img->h, step, spng_strerror(s));
+    rc =
+        lip_err_set(err, s == SPNG_IO_ERROR ? LIP_ENOMEM : LIP_EINTERNAL,
+                    "PNG encode of %dx%d failed at %s: %s", img->w, img->h, step, spng_strerror(s));
 done:
     spng_ctx_free(ctx);
     lip_free(row);
@@ -91,8 +94,10 @@ int lip_png_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err
     if (!data || !out) return lip_err_set(err, LIP_EINVAL, "PNG decode: data or output is NULL");
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (len < 8 || memcmp(data, sig, 8) != 0)
-        return lip_err_set(err, LIP_EFORMAT, "PNG decode: %zu bytes do not start with the PNG "
-                           "signature", len);
+        return lip_err_set(err, LIP_EFORMAT,
+                           "PNG decode: %zu bytes do not start with the PNG "
+                           "signature",
+                           len);
     if (out->data && (out->w < 1 || out->h < 1 || out->stride < 3 * out->w))
         return lip_err_set(err, LIP_EINVAL, "PNG decode: output image %dx%d stride %d is invalid",
                            out->w, out->h, out->stride);
@@ -104,8 +109,11 @@ int lip_png_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err
     if ((s = spng_set_image_limits(ctx, LIP_IMAGE_MAX_DIM, LIP_IMAGE_MAX_DIM)) ||
         (s = spng_set_chunk_limits(ctx, CHUNK_LIMIT, CHUNK_LIMIT)) ||
         (s = spng_set_png_buffer(ctx, data, len)) || (s = spng_get_ihdr(ctx, &ihdr))) {
-        rc = lip_err_set(err, s == SPNG_EWIDTH || s == SPNG_EHEIGHT || s == SPNG_EUSER_WIDTH ||
-                                      s == SPNG_EUSER_HEIGHT ? LIP_ERANGE : LIP_EFORMAT,
+        rc = lip_err_set(err,
+                         s == SPNG_EWIDTH || s == SPNG_EHEIGHT || s == SPNG_EUSER_WIDTH ||
+                                 s == SPNG_EUSER_HEIGHT
+                             ? LIP_ERANGE
+                             : LIP_EFORMAT,
                          "PNG decode: header: %s", spng_strerror(s));
         goto done;
     }
@@ -128,7 +136,8 @@ int lip_png_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err
     }
     rgb = lip_malloc(n);
     if (!rgb) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory decoding a %dx%d PNG (%zu bytes)", w, h, n);
+        rc =
+            lip_err_set(err, LIP_ENOMEM, "out of memory decoding a %dx%d PNG (%zu bytes)", w, h, n);
         goto done;
     }
     /* spng_decode_chunks reads on to IEND, so a file cut short after its image data is an
@@ -169,7 +178,8 @@ static int host_is_le(void)
 int lip_raw_f32_encode(const float *v, size_t n, lip_buf *out, lip_err *err)
 {
     if ((!v && n) || !out) return lip_err_set(err, LIP_EINVAL, "raw encode: NULL argument");
-    if (n > SIZE_MAX / 4) return lip_err_set(err, LIP_EINVAL, "raw encode: %zu floats is too many", n);
+    if (n > SIZE_MAX / 4)
+        return lip_err_set(err, LIP_EINVAL, "raw encode: %zu floats is too many", n);
     int rc = lip_buf_reserve(out, n * 4, err);
     if (rc) return rc;
     if (n) memcpy(out->data, v, n * 4);
@@ -188,13 +198,16 @@ int lip_raw_f32_encode(const float *v, size_t n, lip_buf *out, lip_err *err)
 
 int lip_raw_f32_decode(const uint8_t *data, size_t len, float *out, size_t n, lip_err *err)
 {
-    if ((!data && len) || (!out && n)) return lip_err_set(err, LIP_EINVAL, "raw decode: NULL argument");
+    if ((!data && len) || (!out && n))
+        return lip_err_set(err, LIP_EINVAL, "raw decode: NULL argument");
     if (n > SIZE_MAX / 4 || len != n * 4)
-        return lip_err_set(err, LIP_EINVAL, "raw float32 data is %zu bytes, expected %zu (%zu floats)",
-                           len, n * 4, n);
+        return lip_err_set(err, LIP_EINVAL,
+                           "raw float32 data is %zu bytes, expected %zu (%zu floats)", len, n * 4,
+                           n);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = data + 4 * i;
-        uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        uint32_t u =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         memcpy(&out[i], &u, 4);
     }
     return 0;

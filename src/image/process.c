@@ -23,8 +23,9 @@ int lip_image_check_rect(int w, int h, const int rect[4], lip_err *err)
                            x1, y1, x2, y2, w, h, w, h);
     int rw = x2 - x1, rh = y2 - y1;
     if (rw < LIP_RECT_MIN || rh < LIP_RECT_MIN || rw > LIP_RECT_MAX || rh > LIP_RECT_MAX)
-        return lip_err_set(err, LIP_EINVAL, "crop rect [%d,%d,%d,%d] is %dx%d; sides must be %d..%d",
-                           x1, y1, x2, y2, rw, rh, LIP_RECT_MIN, LIP_RECT_MAX);
+        return lip_err_set(err, LIP_EINVAL,
+                           "crop rect [%d,%d,%d,%d] is %dx%d; sides must be %d..%d", x1, y1, x2, y2,
+                           rw, rh, LIP_RECT_MIN, LIP_RECT_MAX);
     return 0;
 }
 
@@ -47,8 +48,8 @@ int lip_image_preprocess_crop(const uint8_t *crop328, float *out6)
         float *real = out6 + (size_t)c * ROI_PLANE;
         float *masked = out6 + (size_t)(c + 3) * ROI_PLANE;
         for (int y = 0; y < LIP_ROI_SIZE; y++) {
-            const uint8_t *s = crop328 + (size_t)(y + LIP_ROI_OFFSET) * CROP_STRIDE +
-                               LIP_ROI_OFFSET * 3 + c;
+            const uint8_t *s =
+                crop328 + (size_t)(y + LIP_ROI_OFFSET) * CROP_STRIDE + LIP_ROI_OFFSET * 3 + c;
             float *rr = real + (size_t)y * LIP_ROI_SIZE, *mm = masked + (size_t)y * LIP_ROI_SIZE;
             for (int x = 0; x < LIP_ROI_SIZE; x++) rr[x] = lut[s[3 * x]];
             memcpy(mm, rr, LIP_ROI_SIZE * sizeof(float));
@@ -102,7 +103,8 @@ int lip_image_preprocess(lip_resizer *r, const lip_image *frame, const int rect[
     return 0;
 }
 
-/* uint8(v * 255): float32 multiply, truncation, clamp; "v > 0" is false for NaN, which maps to 0. */
+/* uint8(v * 255): float32 multiply, truncation, clamp; "v > 0" is false for NaN, which maps to
+ * 0. */
 static inline uint8_t to_u8(float f)
 {
     float v = f * 255.0f;
@@ -114,7 +116,8 @@ void lip_image_output_to_crop(const float *out3, uint8_t *crop328)
     for (int c = 0; c < 3; c++) {
         const float *p = out3 + (size_t)c * ROI_PLANE;
         for (int y = 0; y < LIP_ROI_SIZE; y++) {
-            uint8_t *d = crop328 + (size_t)(y + LIP_ROI_OFFSET) * CROP_STRIDE + LIP_ROI_OFFSET * 3 + c;
+            uint8_t *d =
+                crop328 + (size_t)(y + LIP_ROI_OFFSET) * CROP_STRIDE + LIP_ROI_OFFSET * 3 + c;
             const float *s = p + (size_t)y * LIP_ROI_SIZE;
             for (int x = 0; x < LIP_ROI_SIZE; x++) d[3 * x] = to_u8(s[x]);
         }
@@ -137,10 +140,12 @@ static void output_to_planes(const float *out3, uint8_t *crop328, uint8_t *const
                 for (int x = 0; x < LIP_CROP_SIZE; x++) pl[x] = d[3 * x + c];
                 continue;
             }
-            const float *s = out3 + (size_t)c * ROI_PLANE + (size_t)(y - LIP_ROI_OFFSET) * LIP_ROI_SIZE;
+            const float *s =
+                out3 + (size_t)c * ROI_PLANE + (size_t)(y - LIP_ROI_OFFSET) * LIP_ROI_SIZE;
             for (int x = 0; x < LIP_ROI_OFFSET; x++) pl[x] = d[3 * x + c];
             for (int x = 0; x < LIP_ROI_SIZE; x++) pl[LIP_ROI_OFFSET + x] = to_u8(s[x]);
-            for (int x = LIP_ROI_OFFSET + LIP_ROI_SIZE; x < LIP_CROP_SIZE; x++) pl[x] = d[3 * x + c];
+            for (int x = LIP_ROI_OFFSET + LIP_ROI_SIZE; x < LIP_CROP_SIZE; x++)
+                pl[x] = d[3 * x + c];
             uint8_t *dc = d + LIP_ROI_OFFSET * 3 + c;
             const uint8_t *q = pl + LIP_ROI_OFFSET;
             for (int x = 0; x < LIP_ROI_SIZE; x++) dc[3 * x] = q[x];
@@ -185,8 +190,9 @@ int lip_image_paste(lip_resizer *r, lip_image *frame, const int rect[4], const f
     if ((rc = lip_image_check_rect(frame->w, frame->h, rect, err))) return rc;
     int w = rect[2] - rect[0], h = rect[3] - rect[1];
     if (mode != LIP_PASTE_EXACT && mode != LIP_PASTE_FEATHER)
-        return lip_err_set(err, LIP_EINVAL, "paste mode %d is unknown (expected %d exact or %d feather)",
-                           mode, LIP_PASTE_EXACT, LIP_PASTE_FEATHER);
+        return lip_err_set(err, LIP_EINVAL,
+                           "paste mode %d is unknown (expected %d exact or %d feather)", mode,
+                           LIP_PASTE_EXACT, LIP_PASTE_FEATHER);
     if (mode == LIP_PASTE_FEATHER && (feather_px < 0 || feather_px > LIP_MIN(w, h) / 2))
         return lip_err_set(err, LIP_EINVAL, "feather width %d px outside 0..%d for a %dx%d rect",
                            feather_px, LIP_MIN(w, h) / 2, w, h);
