@@ -478,7 +478,17 @@ static void t_paste_geometry(void)
     CHECK(memcmp(fe.data, ex.data, (size_t)ex.stride * ex.h) == 0);
     CHECK(lip_image_paste(r, &fe, rect, o, crop2, 7, 10, &err) == LIP_EINVAL &&
           strstr(err.msg, "mode"));
-    CHECK(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, 90, &err) == LIP_EINVAL);
+    /* A width past half the rect is clamped to it (89 for this 179 px wide rect). */
+    lip_image fe2 = {0};
+    CHECK_RC(lip_image_alloc(&fe2, 640, 360, &err));
+    memcpy(fe.data, bg.data, (size_t)bg.stride * bg.h);
+    memcpy(fe2.data, bg.data, (size_t)bg.stride * bg.h);
+    CHECK_RC(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, 89, &err));
+    CHECK_RC(lip_image_paste(r, &fe2, rect, o, crop2, LIP_PASTE_FEATHER, 1000, &err));
+    CHECK(memcmp(fe.data, fe2.data, (size_t)fe.stride * fe.h) == 0);
+    CHECK(memcmp(fe.data, ex.data, (size_t)fe.stride * fe.h) != 0);
+    lip_image_free(&fe2);
+    CHECK(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, 5000, &err) == LIP_EINVAL);
     CHECK(lip_image_paste(r, &fe, rect, o, crop2, LIP_PASTE_FEATHER, -1, &err) == LIP_EINVAL);
     CHECK(lip_image_paste(r, &fe, (int[]){600, 300, 700, 400}, o, crop2, 0, 0, &err) == LIP_EINVAL);
     free(o);

@@ -111,8 +111,8 @@ enum lip_paste_mode {
 /* Step 5: writes out3 into crop328 (step 5a; crop328 is modified), resizes the crop to the rect
  * and writes it into frame (modified in place). LIP_PASTE_FEATHER blends pixels at distance
  * d < feather_px from the rect edge with weight (2d+1)/(2*feather_px) (rounded to 1/256) and
- * leaves pixels farther in equal to LIP_PASTE_EXACT; feather_px must be 0..min(w,h)/2 (0 acts as
- * exact). Nothing outside the rect is touched. 0 or LIP_EINVAL / LIP_ENOMEM / LIP_EINTERNAL; on
+ * leaves pixels farther in equal to LIP_PASTE_EXACT; feather_px must be 0..LIP_RECT_MAX and is
+ * clamped to min(w,h)/2 (0 acts as exact). Nothing outside the rect is touched. 0 or LIP_EINVAL / LIP_ENOMEM / LIP_EINTERNAL; on
  * failure the frame may be partly written. One thread per r. */
 int lip_image_paste(lip_resizer *r, lip_image *frame, const int rect[4], const float *out3,
                     uint8_t *crop328, int mode, int feather_px, lip_err *err);

@@ -193,9 +193,12 @@ int lip_image_paste(lip_resizer *r, lip_image *frame, const int rect[4], const f
         return lip_err_set(err, LIP_EINVAL,
                            "paste mode %d is unknown (expected %d exact or %d feather)", mode,
                            LIP_PASTE_EXACT, LIP_PASTE_FEATHER);
-    if (mode == LIP_PASTE_FEATHER && (feather_px < 0 || feather_px > LIP_MIN(w, h) / 2))
-        return lip_err_set(err, LIP_EINVAL, "feather width %d px outside 0..%d for a %dx%d rect",
-                           feather_px, LIP_MIN(w, h) / 2, w, h);
+    if (mode == LIP_PASTE_FEATHER && (feather_px < 0 || feather_px > LIP_RECT_MAX))
+        return lip_err_set(err, LIP_EINVAL, "feather width %d px outside 0..%d", feather_px,
+                           LIP_RECT_MAX);
+    /* A configured width wider than half a small rect is clamped rather than failing the frame:
+     * the ramp then spans the whole rect. */
+    feather_px = LIP_MIN(feather_px, LIP_MIN(w, h) / 2);
     uint8_t *sp[3], *p[3];
     rc = lip_resizer_planes_(r, LIP_CROP_SIZE, LIP_CROP_SIZE, w, h, sp, p, err);
     if (rc) return lip_err_prefix(err, "paste");
