@@ -372,6 +372,9 @@ static void t_preprocess_frame(void)
     CHECK(lip_image_check_rect(1280, 720, (int[]){0, 0, 1280, 720}, &err) == 0);
     CHECK(lip_image_check_rect(1280, 720, NULL, &err) == LIP_EINVAL);
     CHECK(lip_image_preprocess(r, NULL, rect, out, crop, &err) == LIP_EINVAL);
+    lip_image huge = {fr.data, 2000000000, 720, 3840}; /* a lying header: refused, no overflow */
+    CHECK(lip_image_preprocess(r, &huge, rect, out, crop, &err) == LIP_EINVAL);
+    CHECK(strstr(err.msg, "2000000000x720") != NULL);
     CHECK(lip_image_preprocess(r, &fr, rect, NULL, crop, &err) == LIP_EINVAL);
     free(out);
     free(out2);

@@ -238,7 +238,8 @@ int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *er
                            "JPEG decode: %zu bytes do not start with an SOI marker "
                            "(expected FF D8)",
                            len);
-    if (out->data && (out->w < 1 || out->h < 1 || out->stride < 3 * out->w))
+    if (out->data && (out->w < 1 || out->h < 1 || out->w > LIP_IMAGE_MAX_DIM ||
+                      out->h > LIP_IMAGE_MAX_DIM || out->stride < 3 * out->w))
         return lip_err_set(err, LIP_EINVAL, "JPEG decode: output image %dx%d stride %d is invalid",
                            out->w, out->h, out->stride);
     struct jpeg_decompress_struct d;

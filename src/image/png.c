@@ -98,7 +98,8 @@ int lip_png_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err
                            "PNG decode: %zu bytes do not start with the PNG "
                            "signature",
                            len);
-    if (out->data && (out->w < 1 || out->h < 1 || out->stride < 3 * out->w))
+    if (out->data && (out->w < 1 || out->h < 1 || out->w > LIP_IMAGE_MAX_DIM ||
+                      out->h > LIP_IMAGE_MAX_DIM || out->stride < 3 * out->w))
         return lip_err_set(err, LIP_EINVAL, "PNG decode: output image %dx%d stride %d is invalid",
                            out->w, out->h, out->stride);
     spng_ctx *ctx = spng_ctx_new(0);

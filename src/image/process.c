@@ -32,9 +32,11 @@ int lip_image_check_rect(int w, int h, const int rect[4], lip_err *err)
 static int check_frame(const lip_image *f, lip_err *err)
 {
     if (!f || !f->data) return lip_err_set(err, LIP_EINVAL, "frame is NULL or has no pixels");
-    if (f->w < 1 || f->h < 1 || f->stride < 3 * f->w)
-        return lip_err_set(err, LIP_EINVAL, "frame %dx%d with stride %d is invalid (stride >= %d)",
-                           f->w, f->h, f->stride, 3 * f->w);
+    if (f->w < 1 || f->h < 1 || f->w > LIP_IMAGE_MAX_DIM || f->h > LIP_IMAGE_MAX_DIM ||
+        f->stride < 3 * f->w)
+        return lip_err_set(err, LIP_EINVAL,
+                           "frame %dx%d with stride %d is invalid (sides 1..%d, stride >= %lld)",
+                           f->w, f->h, f->stride, LIP_IMAGE_MAX_DIM, 3LL * f->w);
     return 0;
 }
 
