@@ -137,6 +137,14 @@ void lip_audio_plan_fini(lip_audio_plan *p)
 #define FFT_ERR 4e-6
 #define BAND_REL 2e-6
 
+/* Complex product written out: the C99 operator calls __muldc3 (Annex G NaN/Inf recovery),
+ * which is several times slower and not needed for finite samples. */
+static inline double complex cmul(double complex a, double complex b)
+{
+    double ar = creal(a), ai = cimag(a), br = creal(b), bi = cimag(b);
+    return CMPLX(ar * br - ai * bi, ar * bi + ai * br);
+}
+
 /* Mixed-radix (4, 2, 5) decimation-in-time DFT of n points (n divides 800), out of place:
  * out[k] = sum_j in[j * stride] e^{-2 pi i j k / n}. Recursion depth is 5 for n = 800. */
 static void fft_d(const double complex *in, size_t stride, int n, double complex *out, int twstep)
@@ -154,10 +162,10 @@ static void fft_d(const double complex *in, size_t stride, int n, double complex
         double complex z[5];
         z[0] = out[k];
         for (int q = 1; q < p; q++)
-            z[q] = g_tw[((size_t)q * (size_t)k * (size_t)twstep) % LIP_AUDIO_NFFT] * out[q * m + k];
+            z[q] = cmul(g_tw[q * k * twstep], out[q * m + k]); /* q k twstep < p (n/p)(800/n) = 800 */
         for (int r = 0; r < p; r++) {
             double complex acc = z[0];
-            for (int q = 1; q < p; q++) acc += g_tw[((q * r) % p) * wp] * z[q];
+            for (int q = 1; q < p; q++) acc += cmul(g_tw[((q * r) % p) * wp], z[q]);
             out[r * m + k] = acc;
         }
     }
