@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* service/registry.c: the shared state of the services: options, the pipeline, and the model
- * registry. A configured model is an entry of the configuration or a directory under
+ * registry. THIN ADAPTER: the model registry part (lookup, load, LRU eviction by count, stats)
+ * is a minimal stand-in written before src/registry/ (the multi-tenant avatar cache with
+ * LFU/LRU, memory bounds and idle unloading) existed; the svc_* functions of svc_int.h are the
+ * seam where it is to be replaced by lip_registry_*. A configured model is an entry of the configuration or a directory under
  * models_root that holds an avatar (avatar.yaml, unet.onnx or frames/); directories are
  * rescanned cheaply when models are listed or looked up, so an avatar copied in while serving is
  * found. Loaded avatars are refcounted: unloading or evicting drops the registry's reference and
