@@ -102,6 +102,9 @@ int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int s
     if (batch < 1) return lip_err_set(err, LIP_EINVAL, "batch_size must be >= 1, got %d", batch);
     if (start_frame < 0)
         return lip_err_set(err, LIP_EINVAL, "start_frame_idx must be >= 0, got %d", start_frame);
+    if (start_frame > INT32_MAX - batch - 16)
+        return lip_err_set(err, LIP_EINVAL, "start_frame_idx %d is too large (batch %d)",
+                           start_frame, batch);
     if (!enc) return lip_err_set(err, LIP_EPRECOND, "raw audio sent but no audio encoder available");
     if (n == 0 || !pcm) return lip_err_set(err, LIP_EINVAL, "raw_audio is empty (0 samples)");
     /* Section 6: as if s >= 8 (sample 0 is 8 frames before output 0). Use s = 8 so that
