@@ -64,6 +64,8 @@ LIB      := $(BUILD)/liblipsync.a
 BIN      := $(BUILD)/lipsync
 
 .PHONY: all deps models avatar test unit check run bench clean distclean fuzz print-%
+# Generated protobuf-c sources are real outputs, never intermediates to delete.
+.SECONDARY: $(GEN_C) $(GEN_H)
 
 all: $(BIN) $(TESTS)
 
