@@ -350,6 +350,47 @@ static void t_features_npy(void)
     free(two.p);
 }
 
+/* Makes the nth allocation fail for n = 1, 2 ...: every function must either succeed or return
+ * LIP_ENOMEM with a message, and leak nothing (ASan/LSan builds check the leaks). */
+static void t_alloc_failures(void)
+{
+    buf b = make_wav(1, 2, 22050, 16, 4000, false, ramp);
+    static float x[6000];
+    for (int i = 0; i < 6000; i++) x[i] = 0.2f * sinf(0.03f * (float)i);
+    int failures = 0;
+    for (long nth = 1; nth <= 12; nth++) {
+        lip_err err = {0};
+        float *p = NULL;
+        size_t n = 0;
+        int M = 0;
+        lip_alloc_fail_at(nth);
+        int rc = lip_audio_wav_parse(b.p, b.n, &p, &n, &err);
+        CHECK(rc == 0 || (rc == LIP_ENOMEM && err.msg[0]));
+        failures += rc != 0;
+        lip_free(p);
+        lip_alloc_fail_at(nth);
+        rc = lip_audio_mel(x, 6000, &p, &M, &err);
+        CHECK(rc == 0 || (rc == LIP_ENOMEM && err.msg[0] && p == NULL));
+        failures += rc != 0;
+        lip_free(p);
+        lip_audio_stages st;
+        lip_alloc_fail_at(nth);
+        rc = lip_audio_mel_stages(x, 6000, &st, &err);
+        CHECK(rc == 0 || (rc == LIP_ENOMEM && st.mel_norm == NULL));
+        failures += rc != 0;
+        lip_audio_stages_free(&st);
+        lip_alloc_fail_at(nth);
+        rc = lip_audio_pcm_from_bytes(x, sizeof x, &p, &n, &err);
+        CHECK(rc == 0 || rc == LIP_ENOMEM);
+        failures += rc != 0;
+        lip_free(p);
+    }
+    lip_alloc_fail_at(0);
+    printf("# %d injected allocation failures reported as LIP_ENOMEM\n", failures);
+    CHECK(failures >= 12); /* the hook did reach these functions */
+    free(b.p);
+}
+
 /* ---- fuzz ----------------------------------------------------------------------------------- */
 static uint32_t rng = 12345;
 static uint32_t rnd(void)
@@ -435,6 +476,7 @@ int main(void)
     RUN(t_wire_bytes);
     RUN(t_bad_pcm);
     RUN(t_features_npy);
+    RUN(t_alloc_failures);
     RUN(t_fuzz);
     return test_summary();
 }

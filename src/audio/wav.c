@@ -193,8 +193,11 @@ int lip_audio_wav_parse(const uint8_t *data, size_t len, float **pcm16k, size_t 
             pos += 8 + skip;
         }
     }
-    if (!have_fmt) return lip_err_set(err, LIP_EFORMAT, "WAV has no 'fmt ' chunk");
-    if (!have_data) return lip_err_set(err, LIP_EFORMAT, "WAV has no 'data' chunk");
+    /* Ran out of bytes inside a chunk header or body before finding both chunks. */
+    bool cut = !have_data && pos < len;
+    if (!have_fmt || !have_data)
+        return lip_err_set(err, LIP_EFORMAT, "WAV has no '%s' chunk%s", !have_fmt ? "fmt " : "data",
+                           cut ? " (the file is truncated inside a chunk)" : "");
     if (data_len % f.block_align)
         return lip_err_set(err, LIP_EFORMAT, "WAV 'data' is %zu bytes, not a whole number of "
                            "%u-byte sample frames (truncated?)", data_len, f.block_align);
