@@ -242,8 +242,17 @@ static void t_errors(void)
     expect_error("capacity:\n  max_memory_gb: nan\n", LIP_EINVAL, "2:18:", "capacity.max_memory_gb",
                  "expected a number");
     expect_error("server:\n  port:\n", LIP_EINVAL, "2:8:", "server.port", "missing value");
-    expect_error("server:\n  port: 1\n  port: 2\n", LIP_EINVAL, "3:3:", "server.port",
-                 "duplicate key (first at line 2)");
+    expect_error("server:\n  port: 1\n  port: 2\n", LIP_EINVAL, "3:9:", "server.port",
+                 "duplicate key (first set at line 2)");
+    expect_error("server:\n  port: 1\nlog: {}\nserver:\n  host: x\n", LIP_EINVAL, "4:1:", "server",
+                 "duplicate key (first at line 1)");
+    expect_error("models: {a: {}}\nmodels: {b: {}}\n", LIP_EINVAL, "2:1:", "models",
+                 "duplicate key (first at line 1)");
+    expect_error("log:\n  level: info\nlogging:\n  level: debug\n", LIP_EINVAL, "4:10:",
+                 "log.level", "duplicate key (first set at line 2)");
+    expect_error("server.services: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+                 LIP_EINVAL, "1:", NULL, "nested more than 32 levels deep");
     expect_error("server.port: 1\nserver:\n  port: 2\n", LIP_EINVAL, "3:9:", "server.port",
                  "duplicate key (first set at line 1)");
     expect_error("server:\n  port: 1\n host: x\n", LIP_EFORMAT, "3:", NULL, "malformed YAML");
@@ -657,20 +666,20 @@ static void t_fuzz(void)
         "models:\n  sanders:\n    model_path: a/b.onnx\n    num_frames: 523\n  v1.2: ~\n"
         "logging:\n  level: info\n  x: &a [1, 2]\n  y: *a\n",
         "capacity: {max_memory_gb: 1.5, eviction_policy: lru}\noutput.jpeg_quality: 80\n"
-        "default_model: \"s\\u00e4\"\nmodels: {a: {preload: yes}, b: {}}\n",
+        "models_root: \"s\\u00e4\"\ndefault_model: a\nmodels: {a: {preload: yes}, b: {}}\n",
     };
     static const char punct[] = ":-[]{},&*!|>'\"%@`#?\n \t\\\x80\xff";
     char buf[1024];
     int ok = 0, failed = 0, bad_msg = 0;
     lip_log_set_level(LIP_LOG_ERROR);
-    for (int iter = 0; iter < 4000; iter++) {
+    for (int iter = 0; iter < 10000; iter++) {
         const char *seed = seeds[iter % 2];
         size_t len = strlen(seed);
         memcpy(buf, seed, len);
-        int muts = 1 + (int)(rng() % 6);
+        int muts = 1 + (int)(rng() % 4);
         for (int m = 0; m < muts && len > 0; m++) {
             size_t at = rng() % len;
-            switch (rng() % 5) {
+            switch (rng() % 6) {
             case 0: buf[at] = (char)(rng() & 0xff); break;
             case 1: buf[at] = punct[rng() % (sizeof punct - 1)]; break;
             case 2: memmove(buf + at, buf + at + 1, len - at - 1), len--; break;
@@ -683,6 +692,20 @@ static void t_fuzz(void)
                 break;
             }
             case 4: len = at; break;
+            case 5: { /* splice in a token that is valid YAML but an odd value */
+                static const char *const toks[] = {
+                    "-1", "99999999999999999999", "1e308", "~", "[a, b]", "{}", "*a", "&b x",
+                    "!!int 5", "\"\\x00\"", "'q''q'", "0x10", " # c", "\n- ", ": ", "true",
+                    "models.x.num_frames", "server.port", "logging.z", ".nan", "<<: *a"};
+                const char *t = toks[rng() % LIP_ARRAY_LEN(toks)];
+                size_t tl = strlen(t);
+                if (len + tl < sizeof buf) {
+                    memmove(buf + at + tl, buf + at, len - at);
+                    memcpy(buf + at, t, tl);
+                    len += tl;
+                }
+                break;
+            }
             }
         }
         lip_config *cfg = lip_config_new(NULL);
@@ -707,6 +730,144 @@ static void t_fuzz(void)
     printf("# fuzz: %d loaded, %d refused\n", ok, failed);
     CHECK(bad_msg == 0);
     CHECK(ok > 100 && failed > 100); /* the mutations reach both outcomes */
+}
+
+/* Shapes meant to exhaust a parser: deep nesting, exponential aliases, oversized keys, strings
+ * and lists. Each is refused quickly with a message naming the problem. */
+static void t_hostile_shapes(void)
+{
+    size_t big = 300000;
+    char *buf = malloc(2 * big + 64);
+    lip_config *cfg = lip_config_new(NULL);
+    lip_err err = {0};
+    CHECK(buf && cfg);
+    if (!buf || !cfg) goto out;
+    lip_log_set_level(LIP_LOG_ERROR);
+    /* 100k nested lists: libyaml alone would take ~25 s on this (quadratic scanner). */
+    size_t o = (size_t)snprintf(buf, 64, "server.services: ");
+    for (size_t i = 0; i < 100000; i++) buf[o++] = '[';
+    for (size_t i = 0; i < 100000; i++) buf[o++] = ']';
+    double t0 = lip_time_ms();
+    CHECK(lip_config_load_string(cfg, buf, o, "deep", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "deep:1:") && contains(err.msg, "nested more than 32 levels"));
+    printf("# 100k nested lists refused in %.2f ms\n", lip_time_ms() - t0);
+    o = (size_t)snprintf(buf, 64, "server.services: [[a]]");
+    CHECK(lip_config_load_string(cfg, buf, o, "deep", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "list items must be non-empty strings, got a list"));
+    /* Sections nested past the limit (dotted names keep them "known" as long as possible). */
+    o = (size_t)snprintf(buf, 64, "logging:");
+    for (int i = 0; i < 12; i++) o += (size_t)snprintf(buf + o, 64, " {a%d:", i);
+    o += (size_t)snprintf(buf + o, 64, " 1");
+    for (int i = 0; i < 12; i++) buf[o++] = '}';
+    CHECK(lip_config_load_string(cfg, buf, o, "nest", &err) == 0); /* logging.* is ignored */
+    /* Billion laughs: 2^40 references if expanded; the value is rejected on sight. */
+    o = (size_t)snprintf(buf, 64, "x: &a0 [s, s]\n");
+    for (int i = 1; i < 40; i++)
+        o += (size_t)snprintf(buf + o, 64, "l%d: &a%d [*a%d, *a%d]\n", i, i, i - 1, i - 1);
+    CHECK(lip_config_load_string(cfg, buf, o, "laughs", &err) == LIP_EINVAL);
+    o = (size_t)snprintf(buf, 64, "server.services: &a0 [s, s]\n");
+    CHECK(lip_config_load_string(cfg, buf, o, "laughs", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "unknown service 's'"));
+    /* A 1000-byte key (libyaml's own limit for a plain key is 1024), a 5000-byte string, a
+     * 65-item list. */
+    memset(buf, 'k', 1000);
+    memcpy(buf + 1000, ": 1\n", 4);
+    CHECK(lip_config_load_string(cfg, buf, 1004, "longkey", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "key name longer than 255 bytes"));
+    o = (size_t)snprintf(buf, 64, "server.host: ");
+    memset(buf + o, 'h', 5000);
+    o += 5000;
+    CHECK(lip_config_load_string(cfg, buf, o, "longstr", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "longer than 4096 bytes"));
+    o = (size_t)snprintf(buf, 64, "server.services: [");
+    for (int i = 0; i < 65; i++)
+        o += (size_t)snprintf(buf + o, 64, "%slipsync.LipSync", i ? "," : "");
+    buf[o++] = ']';
+    CHECK(lip_config_load_string(cfg, buf, o, "longlist", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "more than 64 items"));
+    /* Invalid UTF-8 is refused by libyaml itself; 0xC3 0x28 is a broken two-byte sequence. */
+    CHECK(lip_config_load_string(cfg, "server.host: \xc3\x28\n", 16, "utf8", &err) ==
+          LIP_EFORMAT);
+    CHECK(contains(err.msg, "utf8:"));
+    /* Flags bypass libyaml, so the config checks UTF-8 itself. */
+    CHECK(lip_config_set(cfg, "server.host", "\xc3\x28", &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "not valid UTF-8"));
+    CHECK(lip_config_set(cfg, "server.host", "h\xc3\xa4", &err) == 0);
+    /* More than the file size limit. */
+    CHECK(lip_config_load_string(cfg, "", (16u << 20) + 1, "huge", &err) == LIP_EINVAL);
+    /* 20,000 models, each with a key we do not use: loads in linear time, and the warnings
+     * are capped (20 listed + 1 summary) instead of 20,000 log lines. */
+    lip_config_free(cfg);
+    cfg = lip_config_new(NULL);
+    size_t cap = 20000 * 64 + 64;
+    char *many = malloc(cap);
+    CHECK(cfg && many);
+    if (!cfg || !many) {
+        free(many);
+        goto out;
+    }
+    o = (size_t)snprintf(many, cap, "models:\n");
+    for (int i = 0; i < 20000; i++)
+        o += (size_t)snprintf(many + o, cap - o, "  m%d: {num_frames: %d, memory_estimate_mb: 1}\n",
+                              i, i + 1);
+    t0 = lip_time_ms();
+    int rc = lip_config_load_string(cfg, many, o, "many", &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    printf("# 20000 models loaded in %.1f ms\n", lip_time_ms() - t0);
+    CHECK(lip_config_model_count(cfg) == 20000);
+    const lip_config_model *m = lip_config_model_find(cfg, "m19999");
+    CHECK(m && m->num_frames == 20000 && m == lip_config_model_at(cfg, 19999));
+    CHECK(lip_config_warning_count(cfg) == 21);
+    CHECK(contains(lip_config_warning(cfg, 20), "19980 more keys that are not used"));
+    free(many);
+out:
+    lip_log_set_level(LIP_LOG_INFO);
+    free(buf);
+    lip_config_free(cfg);
+}
+
+/* Random argument vectors: apply_args never crashes, and on success leaves exactly the
+ * arguments it did not consume, in order, NULL-terminated. */
+static void t_fuzz_args(void)
+{
+    static char *pool[] = {"--server.port", "7000", "--server.port=1", "--port", "--role",
+                           "inference", "--auto_load", "false", "--log.json", "--", "-v",
+                           "--keep", "--models.a.num_frames", "3", "--models..x", "--server.",
+                           "--=", "--", "x", "--config", "/nonexistent.yaml", "--onnx.provider",
+                           "cuda", "--server.services", "lipsync.LipSync,", "--logging.x", "1",
+                           "--output.jpeg_quality=101", "", "-", "--gpus.count"};
+    int ok = 0, refused = 0;
+    lip_log_set_level(LIP_LOG_ERROR);
+    for (int iter = 0; iter < 3000; iter++) {
+        char *argv[12], *orig[12];
+        int argc = 1 + (int)(rng() % 10);
+        argv[0] = "prog";
+        for (int i = 1; i < argc; i++) argv[i] = pool[rng() % LIP_ARRAY_LEN(pool)];
+        argv[argc] = NULL;
+        memcpy(orig, argv, sizeof argv);
+        int n0 = argc;
+        lip_config *cfg = lip_config_new(NULL);
+        lip_err err = {0};
+        int rc = lip_config_apply_args(cfg, &argc, argv, &err);
+        if (rc == 0) {
+            ok++;
+            CHECK(argc >= 1 && argc <= n0 && argv[argc] == NULL && argv[0] == orig[0]);
+            /* What is left is a subsequence of the original. */
+            int j = 1;
+            for (int i = 1; i < argc; i++) {
+                while (j < n0 && orig[j] != argv[i]) j++;
+                CHECK(j < n0);
+                j++;
+            }
+        } else {
+            refused++;
+            CHECK(strlen(err.msg) > 5);
+        }
+        lip_config_free(cfg);
+    }
+    lip_log_set_level(LIP_LOG_INFO);
+    printf("# args fuzz: %d accepted, %d refused\n", ok, refused);
+    CHECK(ok > 100 && refused > 100);
 }
 
 /* Every allocation in new + load can fail; each failure must be a clean error (no crash, and
@@ -752,6 +913,8 @@ int main(void)
     RUN(t_deploy_example);
     RUN(t_docs_cover_keys);
     RUN(t_fuzz);
+    RUN(t_hostile_shapes);
+    RUN(t_fuzz_args);
     RUN(t_alloc_failures);
     return test_summary();
 }

@@ -200,7 +200,7 @@ static const struct {
     {"onnx.use_cuda", "use onnx.provider"},
     {"onnx.cuda_streams_per_worker", "one stream per executor"},
     {"capacity.max_models_per_gpu", "use capacity.max_models"},
-    {"logging.*", "only logging.level is used (as log.level)"},
+    {"logging.*", "only logging.level is read, as log.level"},
 };
 static const struct {
     const char *name, *why;
@@ -398,7 +398,7 @@ void cfg_warn(lip_config *cfg, const char *fmt, ...)
     va_end(ap);
     lip_log_warn("config: %s", msg);
     struct lip_config_priv *p = cfg->priv_;
-    if (p->nwarn >= 1000) return; /* a hostile file cannot grow this without bound */
+    if (p->nwarn >= 1000) return; /* flags and files together cannot grow this unbounded */
     char **w = lip_realloc(p->warnings, sizeof(char *) * (size_t)(p->nwarn + 1));
     if (!w) return;
     p->warnings = w;
@@ -633,11 +633,42 @@ static void store(const lip_config_key *k, void *base, cfg_val *v)
 }
 
 /* ---- models --------------------------------------------------------------------------------- */
+/* Models are found through a hash index (FNV-1a, linear probing) so that loading a map of
+ * 100,000 ids stays linear; the array keeps the configured order. */
+static size_t id_hash(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
+    return h;
+}
+
 static lip_config_model *model_find(const lip_config *cfg, const char *id)
 {
-    for (int i = 0; i < cfg->model_count; i++)
-        if (strcmp(cfg->models[i].id, id) == 0) return &cfg->models[i];
-    return NULL;
+    const struct lip_config_priv *p = cfg->priv_;
+    if (!p->mhash) return NULL;
+    for (size_t i = id_hash(id) & (p->mhash_cap - 1);; i = (i + 1) & (p->mhash_cap - 1)) {
+        int m = p->mhash[i];
+        if (m < 0) return NULL;
+        if (strcmp(cfg->models[m].id, id) == 0) return &cfg->models[m];
+    }
+}
+
+/* Rebuilds the index for cap slots (models_cap grew). The table is at most half full. */
+static int mhash_rebuild(lip_config *cfg, size_t cap)
+{
+    struct lip_config_priv *p = cfg->priv_;
+    int *h = lip_malloc(sizeof(int) * cap);
+    if (!h) return LIP_ENOMEM;
+    for (size_t i = 0; i < cap; i++) h[i] = -1;
+    for (int m = 0; m < cfg->model_count; m++) {
+        size_t i = id_hash(cfg->models[m].id) & (cap - 1);
+        while (h[i] >= 0) i = (i + 1) & (cap - 1);
+        h[i] = m;
+    }
+    lip_free(p->mhash);
+    p->mhash = h;
+    p->mhash_cap = cap;
+    return 0;
 }
 
 static void model_clear(lip_config_model *m)
@@ -668,11 +699,11 @@ static lip_config_model *model_get(lip_config *cfg, const char *id, lip_err *err
     if (cfg->model_count == p->models_cap) {
         int cap = p->models_cap ? p->models_cap * 2 : 8;
         lip_config_model *nm = lip_realloc(cfg->models, sizeof *nm * (size_t)cap);
-        if (!nm) {
+        if (nm) cfg->models = nm; /* before the rebuild, which reads the ids through it */
+        if (!nm || mhash_rebuild(cfg, (size_t)cap * 4) != 0) {
             lip_err_set(err, LIP_ENOMEM, "out of memory adding model '%s'", id);
             return NULL;
         }
-        cfg->models = nm;
         p->models_cap = cap;
     }
     m = &cfg->models[cfg->model_count];
@@ -691,7 +722,9 @@ static lip_config_model *model_get(lip_config *cfg, const char *id, lip_err *err
         lip_err_set(err, LIP_ENOMEM, "out of memory adding model '%s'", id);
         return NULL;
     }
-    cfg->model_count++;
+    size_t h = id_hash(id) & (p->mhash_cap - 1);
+    while (p->mhash[h] >= 0) h = (h + 1) & (p->mhash_cap - 1);
+    p->mhash[h] = cfg->model_count++;
     return m;
 }
 
@@ -883,6 +916,7 @@ void lip_config_free(lip_config *cfg)
         lip_free(p->line);
         for (int i = 0; i < p->nwarn; i++) lip_free(p->warnings[i]);
         lip_free(p->warnings);
+        lip_free(p->mhash);
         lip_free(p);
     }
     lip_free(cfg);

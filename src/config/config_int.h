@@ -15,6 +15,7 @@ enum cfg_source { CFG_SRC_DEFAULT = 0, CFG_SRC_ROLE, CFG_SRC_FILE, CFG_SRC_FLAG 
 #define CFG_KEY_MAX 256         /* bytes in one dotted key name */
 #define CFG_MODELS_MAX 100000   /* entries in the models map */
 #define CFG_FILE_MAX (16u << 20) /* bytes in one config file */
+#define CFG_WARN_LOG_MAX 20     /* warnings logged and kept per file; the rest are counted */
 
 struct lip_config_priv {
     unsigned char *src; /* per table entry (model entries unused): enum cfg_source */
@@ -24,7 +25,10 @@ struct lip_config_priv {
     unsigned last_gen;  /* last generation handed out */
     char **warnings;
     int nwarn;
+    int load_warnings;  /* warnings raised by the file being loaded */
     int models_cap;
+    int *mhash;         /* open-addressing index of models by id: -1 empty, else index */
+    size_t mhash_cap;   /* power of two, > 2 x models_cap */
 };
 
 /* Where a value is being applied from, for precedence and for error messages. */

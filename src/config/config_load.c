@@ -111,6 +111,14 @@ static int spend(loader *L, const yaml_node_t *n)
     return cfg_fail(L->err, LIP_EINVAL, &c, "(document)", "more than %ld nodes", CFG_NODES_MAX);
 }
 
+/* A Go-layout key we do not use. A file repeating one per model (memory_estimate_mb for 11,000
+ * models) must not flood the log: the first CFG_WARN_LOG_MAX are listed, the rest counted. */
+static void file_warn(loader *L, int line, const char *key, const char *why)
+{
+    if (++L->cfg->priv_->load_warnings <= CFG_WARN_LOG_MAX)
+        cfg_warn(L->cfg, "%s:%d: key '%s' is not used (%s); ignored", L->file, line, key, why);
+}
+
 /* models: { <id>: { <field>: value, ... }, ... } (DATA.md's Go layout). */
 static int walk_models(loader *L, yaml_node_t *vn)
 {
@@ -161,8 +169,7 @@ static int walk_models(loader *L, yaml_node_t *vn)
             if (r == 1) {
                 if ((rc = apply_node(L, &ref, fv))) return rc;
             } else if (r == 2) {
-                cfg_warn(L->cfg, "%s:%d: key '%s' is not used (%s); ignored", L->file, fc.line,
-                         full, ref.legacy_why);
+                file_warn(L, fc.line, full, ref.legacy_why);
             } else {
                 char sug[96];
                 cfg_suggest(field, true, sug, sizeof sug);
@@ -181,6 +188,11 @@ static int walk_mapping(loader *L, yaml_node_t *map, const char *prefix, int dep
     if (depth > CFG_DEPTH_MAX)
         return cfg_fail(L->err, LIP_EINVAL, &mc, prefix, "nested more than %d levels",
                         CFG_DEPTH_MAX);
+    struct seen {
+        const char *name;
+        int line;
+    } seen[32];
+    int nseen = 0;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         yaml_node_t *kn = node_at(L, p->key), *vn = node_at(L, p->value);
@@ -200,13 +212,17 @@ static int walk_mapping(loader *L, yaml_node_t *map, const char *prefix, int dep
             sizeof full)
             return cfg_fail(L->err, LIP_EINVAL, &kc, where, "key name longer than %d bytes",
                             CFG_KEY_MAX - 1);
-        /* The same key twice in one mapping is a mistake whichever value was meant. */
-        for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *qk = node_at(L, q->key);
-            if (qk && qk->type == YAML_SCALAR_NODE &&
-                !strcmp((const char *)qk->data.scalar.value, key))
-                return cfg_fail(L->err, LIP_EINVAL, &kc, full, "duplicate key (first at line %d)",
-                                (int)qk->start_mark.line + 1);
+        /* The same section twice in one mapping is a mistake whichever half was meant (a
+         * leaf key twice is caught by cfg_apply, for nested and dotted forms alike). Only
+         * sections are tracked, and they are few, so this stays linear for huge mappings. */
+        bool section = !strcmp(full, "models") ||
+                       (vn->type == YAML_MAPPING_NODE && cfg_is_section(full));
+        if (section) {
+            for (int j = 0; j < nseen; j++)
+                if (!strcmp(seen[j].name, key))
+                    return cfg_fail(L->err, LIP_EINVAL, &kc, full,
+                                    "duplicate key (first at line %d)", seen[j].line);
+            if (nseen < (int)LIP_ARRAY_LEN(seen)) seen[nseen++] = (struct seen){key, kc.line};
         }
         if (!strcmp(full, "models")) {
             if ((rc = walk_models(L, vn))) return rc;
@@ -217,8 +233,7 @@ static int walk_mapping(loader *L, yaml_node_t *map, const char *prefix, int dep
         if (r == 1) {
             rc = apply_node(L, &ref, vn);
         } else if (r == 2) {
-            cfg_warn(L->cfg, "%s:%d: key '%s' is not used (%s); ignored", L->file, kc.line, full,
-                     ref.legacy_why);
+            file_warn(L, kc.line, full, ref.legacy_why);
         } else if (r == -1) {
             rc = cfg_fail(L->err, LIP_EINVAL, &kc, full,
                           "'%s' is not a valid model id (1-64 characters from [A-Za-z0-9_.-], "
@@ -253,6 +268,43 @@ static int yaml_problem(lip_err *err, const yaml_parser_t *ps, const char *name)
                        ps->context ? ps->context : "");
 }
 
+/* libyaml's scanner spends time proportional to the flow nesting depth on every token, so
+ * "[[[[..." costs quadratic time (100k levels: ~25 s). A first pass over the events stops at
+ * CFG_FLOW_MAX levels, after a few hundred tokens, before the document loader sees the text. */
+#define CFG_FLOW_MAX 32
+static int prescan(const char *yaml, size_t len, const char *name, lip_err *err)
+{
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps))
+        return lip_err_set(err, LIP_ENOMEM, "%s: out of memory starting the YAML parser", name);
+    yaml_parser_set_input_string(&ps, (const unsigned char *)yaml, len);
+    int rc = 0, depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) {
+            rc = yaml_problem(err, &ps, name);
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        yaml_mark_t mk = ev.start_mark;
+        yaml_event_delete(&ev);
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > CFG_FLOW_MAX) {
+                rc = lip_err_set(err, LIP_EINVAL,
+                                 "%s:%zu:%zu: nested more than %d levels deep", name,
+                                 mk.line + 1, mk.column + 1, CFG_FLOW_MAX);
+                break;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        } else if (t == YAML_STREAM_END_EVENT) {
+            break;
+        }
+    }
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
 int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const char *name,
                            lip_err *err)
 {
@@ -262,6 +314,8 @@ int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const 
     if (len > CFG_FILE_MAX)
         return lip_err_set(err, LIP_EINVAL, "%s: %zu bytes, more than the limit of %u", name,
                            len, CFG_FILE_MAX);
+    int rc = prescan(yaml ? yaml : "", len, name, err);
+    if (rc) return rc;
     yaml_parser_t ps;
     yaml_document_t doc, doc2;
     if (!yaml_parser_initialize(&ps))
@@ -274,7 +328,6 @@ int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const 
     }
     /* A second document would be silently ignored by a one-document reader: refuse it, before
      * anything of the first is applied. */
-    int rc = 0;
     if (!yaml_parser_load(&ps, &doc2)) {
         rc = yaml_problem(err, &ps, name);
     } else {
@@ -289,6 +342,7 @@ int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const 
         struct lip_config_priv *p = cfg->priv_;
         if (++p->last_gen == 0) p->last_gen = 1;
         p->cur_gen = p->last_gen;
+        p->load_warnings = 0;
         loader L = {.cfg = cfg, .doc = &doc, .file = name, .err = err, .budget = CFG_NODES_MAX};
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root && root->type == YAML_MAPPING_NODE) {
@@ -299,6 +353,9 @@ int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const 
                           "expected a mapping of keys, got a %s", kind_name(root));
         }
         p->cur_gen = 0; /* later lip_config_set calls are not part of this file */
+        if (p->load_warnings > CFG_WARN_LOG_MAX)
+            cfg_warn(cfg, "%s: %d more keys that are not used were ignored (not listed)", name,
+                     p->load_warnings - CFG_WARN_LOG_MAX);
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&ps);
