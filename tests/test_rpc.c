@@ -66,6 +66,7 @@ static void start(int compute, int queued)
     o.compute_threads = compute;
     o.max_queued = queued;
     o.max_recv_bytes = 8 << 20;
+    o.recv_timeout_ms = 400;
     lip_err err = {0};
     srv = lip_rpc_server_new(&o, &err);
     CHECK(srv != NULL);
@@ -300,6 +301,22 @@ static void t_admission_deadline_cancel(void)
     lip_rpc_server_stats(srv, &s);
     CHECK(s.heavy_active == 0);
     CHECK(s.rejected_busy == 1);
+
+    /* A client that opens a heavy call and never sends its message loses the slot. */
+    lip_err err = {0};
+    lip_rpc_stream *idle = lip_rpc_stream_open(cli, "/test.T/HeavyEcho", 10000, &err);
+    CHECK(idle != NULL);
+    lip_time_sleep_ms(100);
+    lip_rpc_server_stats(srv, &s);
+    CHECK(s.heavy_active == 1);
+    t0 = lip_time_ms();
+    lip_rpc_status ist = {0};
+    lip_rpc_stream_finish(idle, false, &ist);
+    CHECK_MSG(ist.code == GRPC_STATUS_DEADLINE_EXCEEDED, "code %d %s", ist.code, ist.details);
+    CHECK_MSG(lip_time_ms() - t0 < 2000, "took %.0f ms: %s", lip_time_ms() - t0, ist.details); /* 400 ms limit + 250 ms reaper period */
+    lip_time_sleep_ms(50);
+    lip_rpc_server_stats(srv, &s);
+    CHECK(s.heavy_active == 0);
 
     /* Shutdown with a call in flight: a 200 ms grace, then the call is cancelled. */
     atomic_store(&slow_saw_cancel, 0);

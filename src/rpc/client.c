@@ -271,13 +271,23 @@ int lip_rpc_stream_finish(lip_rpc_stream *s, bool cancel, lip_rpc_status *st)
         grpc_metadata_array_init(&md_trail);
         grpc_status_code code = GRPC_STATUS_UNKNOWN;
         grpc_slice details = grpc_empty_slice();
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-        op.data.recv_status_on_client.trailing_metadata = &md_trail;
-        op.data.recv_status_on_client.status = &code;
-        op.data.recv_status_on_client.status_details = &details;
-        if (stream_batch(s, &op, 1)) set_status(st, code, details);
+        grpc_op ops[2];
+        memset(ops, 0, sizeof ops);
+        size_t n = 0;
+        if (!s->md_received) {
+            /* The status of a call that ended before any message is only delivered together
+             * with the (trailers-only) initial metadata. */
+            ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+            ops[n].data.recv_initial_metadata.recv_initial_metadata = &s->md_init;
+            n++;
+            s->md_received = true;
+        }
+        ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        ops[n].data.recv_status_on_client.trailing_metadata = &md_trail;
+        ops[n].data.recv_status_on_client.status = &code;
+        ops[n].data.recv_status_on_client.status_details = &details;
+        n++;
+        if (stream_batch(s, ops, n)) set_status(st, code, details);
         else if (st) set_status(st, GRPC_STATUS_UNKNOWN, grpc_empty_slice());
         grpc_slice_unref(details);
         grpc_metadata_array_destroy(&md_trail);

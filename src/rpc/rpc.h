@@ -83,6 +83,9 @@ typedef struct lip_rpc_opts {
     int keepalive_timeout_ms;   /* ping ack timeout; default 3000 */
     int min_client_ping_ms;     /* client pings accepted this often, also without calls; 5000 */
     double request_timeout_ms;  /* server-side limit per heavy call; 0 = only client deadlines */
+    double recv_timeout_ms;     /* an admitted heavy call whose request message has not fully
+                                   arrived after this long is cancelled, so clients that never
+                                   send cannot hold admission slots; default 30000 */
 } lip_rpc_opts;
 
 lip_rpc_opts lip_rpc_opts_default(void);

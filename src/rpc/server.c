@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define ARMED_PER_CQ 8
 #define PATH_MAX_LEN 160
@@ -81,6 +82,10 @@ struct lip_rpc_call {
     int watch_sent, watch_pending;
     bool watch_inflight, watch_finishing, watch_listed;
     lip_rpc_call *watch_next;
+    /* admitted heavy calls still waiting for their request message (reaper list) */
+    lip_rpc_call *wait_prev, *wait_next;
+    bool waiting;
+    double wait_since;
 };
 
 struct lip_rpc_server {
@@ -105,6 +110,13 @@ struct lip_rpc_server {
     atomic_int draining, cancel_all;
     bool started, stopped;
     int port;
+    pthread_mutex_t wmu; /* the waiting list */
+    lip_rpc_call *waiting;
+    pthread_t reaper;
+    bool reaper_running;
+    pthread_mutex_t rmu;
+    pthread_cond_t rcv;
+    bool reaper_stop;
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------ */
@@ -194,6 +206,8 @@ static void finish_err(lip_rpc_call *c, int lip_code, const char *msg, lip_rpc_b
     finish_call(c, lip_rpc_status_of(lip_code), msg, resp);
 }
 
+static void wait_remove(lip_rpc_call *c);
+
 static void start_recv(lip_rpc_call *c)
 {
     pthread_mutex_lock(&c->mu);
@@ -211,7 +225,10 @@ static void start_recv(lip_rpc_call *c)
     n++;
     int rc = start_batch_locked(c, ops, n, TAG_RECV);
     pthread_mutex_unlock(&c->mu);
-    if (rc) finish_call(c, GRPC_STATUS_INTERNAL, "cannot read the request", NULL);
+    if (rc) {
+        wait_remove(c);
+        finish_call(c, GRPC_STATUS_INTERNAL, "cannot read the request", NULL);
+    }
 }
 
 /* Reads a received byte buffer (decompressing gzip/deflate) into one contiguous slice. */
@@ -227,6 +244,69 @@ static bool read_bb(grpc_byte_buffer *bb, grpc_slice *out)
 static bool deadline_passed(const lip_rpc_call *c)
 {
     return c->deadline_ms > 0 && lip_time_ms() > c->deadline_ms;
+}
+
+/* ---- slow senders ------------------------------------------------------------------------- */
+
+static void wait_add(lip_rpc_call *c)
+{
+    lip_rpc_server *s = c->s;
+    pthread_mutex_lock(&s->wmu);
+    c->waiting = true;
+    c->wait_since = lip_time_ms();
+    c->wait_prev = NULL;
+    c->wait_next = s->waiting;
+    if (s->waiting) s->waiting->wait_prev = c;
+    s->waiting = c;
+    pthread_mutex_unlock(&s->wmu);
+}
+
+static void wait_remove(lip_rpc_call *c)
+{
+    lip_rpc_server *s = c->s;
+    pthread_mutex_lock(&s->wmu);
+    if (c->waiting) {
+        if (c->wait_prev) c->wait_prev->wait_next = c->wait_next;
+        else s->waiting = c->wait_next;
+        if (c->wait_next) c->wait_next->wait_prev = c->wait_prev;
+        c->waiting = false;
+    }
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Cancels admitted calls whose request message has not arrived in time. A call stays in the
+ * list only while its RECV batch is pending (that batch's reference keeps it alive), and it is
+ * removed under wmu before that reference is dropped, so cancelling under wmu is safe. */
+static void *reaper_main(void *arg)
+{
+    lip_rpc_server *s = arg;
+    pthread_mutex_lock(&s->rmu);
+    while (!s->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->rcv, &s->rmu, &ts);
+        if (s->reaper_stop) break;
+        double now = lip_time_ms();
+        pthread_mutex_lock(&s->wmu);
+        for (lip_rpc_call *c = s->waiting; c; c = c->wait_next)
+            if (now - c->wait_since > s->o.recv_timeout_ms) {
+                lip_log_warn("rpc: %s: request message not received after %.0f ms; cancelling",
+                             c->path, now - c->wait_since);
+                /* Ending the call with a status (rather than a bare cancel) tells the client
+                 * at once; the pending read then completes with no message. */
+                finish_call(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+                            "request message not received in time", NULL);
+                c->wait_since = now + 1e12; /* once */
+            }
+        pthread_mutex_unlock(&s->wmu);
+    }
+    pthread_mutex_unlock(&s->rmu);
+    return NULL;
 }
 
 /* ---- handlers ----------------------------------------------------------------------------- */
@@ -562,12 +642,14 @@ static void on_new(lip_rpc_call *c, bool ok)
             busy(c);
             return;
         }
+        if (s->o.recv_timeout_ms > 0) wait_add(c);
     }
     start_recv(c);
 }
 
 static void on_recv(lip_rpc_call *c, bool ok)
 {
+    wait_remove(c);
     if (!ok || !c->recv_bb) {
         if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
         c->recv_bb = NULL;
@@ -681,6 +763,7 @@ lip_rpc_opts lip_rpc_opts_default(void)
         .keepalive_timeout_ms = 3000,
         .min_client_ping_ms = 5000,
         .request_timeout_ms = 0,
+        .recv_timeout_ms = 30000,
     };
 }
 
@@ -707,6 +790,9 @@ lip_rpc_server *lip_rpc_server_new(const lip_rpc_opts *opts, lip_err *err)
         return NULL;
     }
     pthread_mutex_init(&s->hmu, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    pthread_cond_init(&s->rcv, NULL);
     s->heavy_limit = s->o.compute_threads + s->o.max_queued;
     grpc_init();
     if (health_add(s, "", LIP_HEALTH_NOT_SERVING)) {
@@ -798,6 +884,11 @@ int lip_rpc_server_start(lip_rpc_server *s, lip_err *err)
             s->ncompute = i;
             return lip_err_set(err, LIP_ENOMEM, "cannot start compute thread %d", i);
         }
+    if (s->o.recv_timeout_ms > 0) {
+        if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
+            return lip_err_set(err, LIP_ENOMEM, "cannot start the reaper thread");
+        s->reaper_running = true;
+    }
     for (int i = 0; i < s->nworkers; i++) {
         for (int k = 0; k < ARMED_PER_CQ; k++) arm(&s->workers[i]);
         if (pthread_create(&s->workers[i].th, NULL, worker_main, &s->workers[i]) != 0)
@@ -850,6 +941,14 @@ void lip_rpc_server_shutdown(lip_rpc_server *s, double grace_ms)
             grpc_completion_queue_next(s->shutdown_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         }
     }
+    if (s->reaper_running) {
+        pthread_mutex_lock(&s->rmu);
+        s->reaper_stop = true;
+        pthread_cond_signal(&s->rcv);
+        pthread_mutex_unlock(&s->rmu);
+        pthread_join(s->reaper, NULL);
+        s->reaper_running = false;
+    }
     /* Compute jobs still queued see cancel_all or cancelled calls and end fast. */
     if (s->jobs) lip_queue_close(s->jobs);
     for (int i = 0; i < s->ncompute; i++) pthread_join(s->compute[i], NULL);
@@ -893,6 +992,9 @@ void lip_rpc_server_free(lip_rpc_server *s)
     lip_free(s->methods);
     lip_free(s->health);
     pthread_mutex_destroy(&s->hmu);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_cond_destroy(&s->rcv);
     lip_free(s);
     grpc_shutdown();
 }
