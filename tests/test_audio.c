@@ -199,14 +199,14 @@ static void t_mel_stages(void)
 {
     if (!speech()) SKIP("speech reference not found");
     /* Linear mel relative to max(value, 1e-5) (the dB floor; below it nothing downstream
-     * depends on the value): mel.c guarantees 2e-6 relative per band (bands where the float32
-     * FFT could exceed that are recomputed in double), and the float32 storage of the
-     * reference adds 6e-8. */
-    cmp_mel_stage("reference/audio/sanders_s4_mel_linear_f32.npy", g_st.mel_linear, 3e-6, true);
-    /* dB: 20 log10 turns a relative error r into 8.7 r dB, so 2e-6 relative -> 1.7e-5 dB; the
-     * float32 storage of values up to 100 adds 3.8e-6. */
-    cmp_mel_stage("reference/audio/sanders_s5a_mel_db_f32.npy", g_st.mel_db, 2.5e-5, false);
-    cmp_mel_stage("reference/audio/sanders_s5b_mel_db_minus_ref_f32.npy", g_st.mel_db_ref, 2.5e-5, false);
+     * depends on the value): mel.c aims at 1e-5 relative per band (BAND_REL: frames where the
+     * float32 FFT would exceed it are recomputed in double; measured 2.2e-6), and the float32
+     * storage of the reference adds 6e-8. */
+    cmp_mel_stage("reference/audio/sanders_s4_mel_linear_f32.npy", g_st.mel_linear, 1.5e-5, true);
+    /* dB: 20 log10 turns a relative error r into 8.7 r dB, so 1.5e-5 relative -> 1.3e-4 dB
+     * (measured 2.1e-5); the float32 storage of values up to 100 adds 3.8e-6. */
+    cmp_mel_stage("reference/audio/sanders_s5a_mel_db_f32.npy", g_st.mel_db, 1.3e-4, false);
+    cmp_mel_stage("reference/audio/sanders_s5b_mel_db_minus_ref_f32.npy", g_st.mel_db_ref, 1.3e-4, false);
 }
 
 static void t_mel_norm_speech(void)
@@ -226,10 +226,14 @@ static void t_mel_norm_speech(void)
     }
     printf("# normalized mel vs f64: max diff %.3g at frame %zu bin %zu, mean %.3g, %zu of %zu "
            "above 1e-5\n", worst, at / 80, at % 80, sum / (double)r.count, over, r.count);
-    /* README asks for about 1e-5. Ours is bounded by 2e-6: the norm is 0.0695 x dB, so mel.c's
-     * 2e-6 relative band error gives 1.4e-6, plus 2.4e-7 for rounding values up to 4 to
-     * float32. A wrong window, padding or filterbank shows up as 1e-2 or more. */
-    CHECK(worst <= 2e-6);
+    /* README asks for about 1e-5, and so does this test. The norm is 0.0695 x dB, so mel.c's
+     * 1e-5 relative band target gives 7e-6, plus 2.4e-7 for rounding values up to 4 to
+     * float32; measured 1.5e-6. A wrong window, padding or filterbank shows up as 1e-2. */
+    CHECK(worst <= 1e-5);
+    /* Both STFT paths are in use: loud frames need the double FFT, quiet ones do not (mel.c
+     * measured 48 % on this clip; a criterion that refines all or nothing is broken). */
+    printf("# %d of %d frames recomputed with the double FFT\n", g_st.refined, g_st.M);
+    CHECK(g_st.refined > g_st.M / 10 && g_st.refined < g_st.M * 9 / 10);
     /* And lip_audio_mel gives the same numbers as the staged run (same code path). */
     float *mel = NULL;
     int M = 0;
@@ -249,7 +253,7 @@ static void t_mel_first10(void)
                                    "reference/audio/sanders_first10_mel_norm_f64.npy"};
     /* lin: relative (see t_mel_stages); dB-ref: 8.7 x relative; norm: see t_mel_norm_speech.
      * The references are float64 here, so no storage rounding is added. */
-    static const double tol[3] = {3e-6, 2e-5, 2e-6};
+    static const double tol[3] = {1.5e-5, 1.3e-4, 1e-5};
     for (int f = 0; f < 3; f++) {
         lip_npy r;
         if (!load_npy(files[f], &r)) continue;
@@ -285,9 +289,9 @@ static void t_mel_windows(void)
         double worst = 0;
         for (int t = 0; t < 16; t++)
             for (int b = 0; b < 80; b++) worst = fmax(worst, fabs(p[t * 80 + b] - win[b * 16 + t]));
-        /* Same values as the normalized mel (2e-6, see t_mel_norm_speech); a window off by one
+        /* Same values as the normalized mel (1e-5, see t_mel_norm_speech); a window off by one
          * row differs by ~0.1 or more. */
-        CHECK_MSG(worst <= 2e-6, "window %d: %.3g", i, worst);
+        CHECK_MSG(worst <= 1e-5, "window %d: %.3g", i, worst);
         lip_npy_free(&r);
     }
 }
@@ -307,9 +311,9 @@ static void check_short_clip(const float *pcm, size_t n, const double *ref, int 
         for (int b = 0; b < 80; b++)
             worst = fmax(worst, fabs(ref[t * ref_stride_t + b * ref_stride_b] - mel[t * 80 + b]));
     printf("# %s: max diff %.3g\n", name, worst);
-    /* The bound of t_mel_norm_speech (2e-6). A pure sine has the largest dynamic range between
-     * its peak bin and the quiet bands, the case where the exact-band refinement matters. */
-    CHECK(worst <= 2e-6);
+    /* The budget of t_mel_norm_speech (1e-5). A pure sine has the largest dynamic range between
+     * its peak bin and the quiet bands, the case where the double-FFT refinement matters. */
+    CHECK(worst <= 1e-5);
     lip_free(mel);
 }
 

@@ -68,6 +68,7 @@ typedef struct lip_audio_stages {
     float *stft_re, *stft_im, *stft_mag;  /* [M][401] */
     double *mel_linear, *mel_db, *mel_db_ref; /* [M][80]: sum F|X|, 20 log10, minus 20 */
     float *mel_norm;                      /* [M][80] */
+    int refined;                          /* frames recomputed with the double FFT */
 } lip_audio_stages;
 int lip_audio_mel_stages(const float *pcm, size_t n, lip_audio_stages *st, lip_err *err);
 void lip_audio_stages_free(lip_audio_stages *st);
