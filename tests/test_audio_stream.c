@@ -199,6 +199,51 @@ static void t_request_alignment(void)
     lip_free(rows);
 }
 
+static void t_chunks(void)
+{
+    if (!setup()) SKIP("models/audio_encoder_tiny.onnx not available");
+    lip_err err = {0};
+    enum { B = 6, N = B + 15 };
+    static float raw[B * 8192], got[B * 8192];
+    static float nanchunk[640];
+    for (int i = 0; i < 640; i++) nanchunk[i] = NAN;
+    const uint8_t *ch[N + 2];
+    size_t len[N + 2];
+    /* s = 103: chunk j is stream frame 95 + j; equals raw_audio of the same samples. */
+    for (int j = 0; j < N + 2; j++) {
+        ch[j] = (const uint8_t *)(g_pcm + 640 * (95 + j));
+        len[j] = 2560;
+    }
+    CHECK_RC(lip_audio_request_tensors(g_enc, g_pcm + 640 * 95, 640 * N, 103, B, false, raw, NULL, &err));
+    CHECK_RC(lip_audio_chunks_tensors(g_enc, ch, len, N + 2, 103, B, got, NULL, &err));
+    CHECK(memcmp(raw, got, sizeof raw) == 0);
+    /* s = 3: chunks 0..4 are frames -5..-1, ignored whatever they hold (NaN here). */
+    for (int j = 0; j < 5; j++) ch[j] = (const uint8_t *)nanchunk;
+    for (int j = 5; j < N; j++) ch[j] = (const uint8_t *)(g_pcm + 640 * (j - 5));
+    CHECK_RC(lip_audio_request_tensors(g_enc, g_pcm, 640 * (N - 5), 3, B, false, raw, NULL, &err));
+    CHECK_RC(lip_audio_chunks_tensors(g_enc, ch, len, N, 3, B, got, NULL, &err));
+    CHECK(memcmp(raw, got, sizeof raw) == 0);
+    /* A trailing run of empty chunks is shorter audio. */
+    len[N - 1] = len[N - 2] = 0;
+    CHECK_RC(lip_audio_request_tensors(g_enc, g_pcm, 640 * (N - 7), 3, B, false, raw, NULL, &err));
+    CHECK_RC(lip_audio_chunks_tensors(g_enc, ch, len, N, 3, B, got, NULL, &err));
+    CHECK(memcmp(raw, got, sizeof raw) == 0);
+    /* Errors: an empty chunk before a full one, a wrong size, too few chunks, NaN in a used one. */
+    len[N - 1] = 2560;
+    CHECK(lip_audio_chunks_tensors(g_enc, ch, len, N, 3, B, got, NULL, &err) == LIP_EINVAL);
+    CHECK(strstr(err.msg, "trailing") != NULL);
+    len[N - 2] = 2560;
+    len[7] = 2556;
+    CHECK(lip_audio_chunks_tensors(g_enc, ch, len, N, 3, B, got, NULL, &err) == LIP_EINVAL);
+    CHECK(strstr(err.msg, "audio_chunks[7] is 2556 bytes") != NULL);
+    len[7] = 2560;
+    CHECK(lip_audio_chunks_tensors(g_enc, ch, len, N - 1, 3, B, got, NULL, &err) == LIP_EINVAL);
+    CHECK(strstr(err.msg, "21 needed") != NULL);
+    ch[9] = (const uint8_t *)nanchunk;
+    CHECK(lip_audio_chunks_tensors(g_enc, ch, len, N, 3, B, got, NULL, &err) == LIP_EINVAL);
+    CHECK(strstr(err.msg, "audio_chunks[9] sample 0 is NaN") != NULL);
+}
+
 static void t_request_errors(void)
 {
     if (!setup()) SKIP("models/audio_encoder_tiny.onnx not available");
@@ -379,6 +424,7 @@ int main(void)
     RUN(t_padded_list_layout);
     RUN(t_frame_tensor_layout);
     RUN(t_request_alignment);
+    RUN(t_chunks);
     RUN(t_request_errors);
     RUN(t_stream_equals_whole);
     RUN(t_stream_low_latency);

@@ -109,6 +109,16 @@ int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int s
                               int batch, bool inference_variant, float *out, double *ms,
                               lip_err *err);
 
+/* API.md section 7.3 (GenerateBatchWithAudio): chunk j (chunks[j], lens[j] bytes of float32)
+ * is the audio of stream frame start_frame-8+j. Chunks of frames < 0 are ignored whatever they
+ * hold, and so are chunks past frame_count+15; the others must be exactly 2,560 bytes (640
+ * samples) except for a trailing run of empty ones, and finite. The used chunks, concatenated,
+ * then go through lip_audio_request_tensors with s = start_frame, B = frame_count. LIP_EINVAL
+ * names the offending chunk. Thread-safe. */
+int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, const size_t *lens,
+                             int nchunks, int start_frame, int frame_count, float *out,
+                             double *ms, lip_err *err);
+
 /* ---- input formats ------------------------------------------------------------------------ */
 /* float32 little-endian wire bytes (raw_audio) to samples. The length must be a non-zero
  * multiple of 4 and every value finite; *pcm is a new array (lip_free). Thread-safe. */

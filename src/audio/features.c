@@ -133,6 +133,48 @@ int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int s
     return 0;
 }
 
+int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, const size_t *lens,
+                             int nchunks, int start_frame, int frame_count, float *out,
+                             double *ms, lip_err *err)
+{
+    if (ms) *ms = 0;
+    if (frame_count < 1) return lip_err_set(err, LIP_EINVAL, "frame_count must be >= 1, got %d", frame_count);
+    if (start_frame < 0 || start_frame > INT32_MAX - frame_count - 16)
+        return lip_err_set(err, LIP_EINVAL, "start_frame_id %d is out of range", start_frame);
+    int need = frame_count + 15;
+    if (nchunks < need)
+        return lip_err_set(err, LIP_EINVAL, "audio_chunks has %d entries; frame_count + 15 = %d "
+                           "needed", nchunks, need);
+    int first = start_frame >= 8 ? 0 : 8 - start_frame; /* chunks of frames < 0 */
+    int used = first;
+    for (int j = first; j < need; j++) {
+        if (lens[j] == 0) continue;
+        if (lens[j] != 4 * LIP_AUDIO_FRAME_SAMPLES)
+            return lip_err_set(err, LIP_EINVAL, "audio_chunks[%d] is %zu bytes; %d expected (640 "
+                               "float32 samples)", j, lens[j], 4 * LIP_AUDIO_FRAME_SAMPLES);
+        if (j != used)
+            return lip_err_set(err, LIP_EINVAL, "audio_chunks[%d] is empty but audio_chunks[%d] "
+                               "is not; only a trailing run may be empty", used, j);
+        used = j + 1;
+    }
+    size_t n = (size_t)(used - first) * LIP_AUDIO_FRAME_SAMPLES;
+    if (n == 0) return lip_err_set(err, LIP_EINVAL, "audio_chunks hold no audio for frames >= 0");
+    float *pcm = lip_malloc(n * sizeof *pcm);
+    if (!pcm) return lip_err_set(err, LIP_ENOMEM, "out of memory for %zu samples", n);
+    for (int j = first; j < used; j++)
+        memcpy(pcm + (size_t)(j - first) * LIP_AUDIO_FRAME_SAMPLES, chunks[j], lens[j]);
+    long bad = lip_audio_find_nonfinite(pcm, n);
+    int rc;
+    if (bad >= 0)
+        rc = lip_err_set(err, LIP_EINVAL, "audio_chunks[%ld] sample %ld is %s; samples must be "
+                         "finite", first + bad / LIP_AUDIO_FRAME_SAMPLES,
+                         bad % LIP_AUDIO_FRAME_SAMPLES, isnan(pcm[bad]) ? "NaN" : "infinite");
+    else
+        rc = lip_audio_request_tensors(enc, pcm, n, start_frame, frame_count, false, out, ms, err);
+    lip_free(pcm);
+    return rc;
+}
+
 int lip_audio_pcm_from_bytes(const void *bytes, size_t len, float **pcm, size_t *n, lip_err *err)
 {
     *pcm = NULL;

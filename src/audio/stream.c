@@ -167,6 +167,7 @@ int lip_audio_stream_push(lip_audio_stream *s, const float *pcm, size_t n, lip_e
     if (s->failed) return lip_err_set(err, LIP_EINVAL, "audio stream failed earlier; start a new one");
     if (s->finished) return lip_err_set(err, LIP_EINVAL, "audio stream already finished");
     if (n == 0) return 0;
+    if (!pcm) return lip_err_set(err, LIP_EINVAL, "audio chunk of %zu samples has no data", n);
     if (n > LIP_AUDIO_MAX_SAMPLES - s->n_in)
         return lip_err_set(err, LIP_EINVAL, "audio stream exceeds %zu samples", LIP_AUDIO_MAX_SAMPLES);
     long bad = lip_audio_find_nonfinite(pcm, n);
