@@ -646,6 +646,50 @@ static void t_docs_cover_keys(void)
     lip_free(doc);
 }
 
+/* A copy is deep: same dump, same sources, and changing it leaves the original alone. */
+static void t_dup(void)
+{
+    lip_err err = {0};
+    lip_config *a = lip_config_new("inference");
+    lip_log_set_level(LIP_LOG_ERROR);
+    CHECK_RC(load_text(a, "server.services: [lipsync.LipSync]\nlogging.x: 1\n"
+                          "models: {a: {model_path: p}, b.c: {num_frames: 3}}\n", &err));
+    lip_log_set_level(LIP_LOG_INFO);
+    CHECK_RC(lip_config_set(a, "server.host", "h1", &err));
+    lip_config *b = lip_config_dup(a);
+    CHECK(b != NULL);
+    if (!b) goto out;
+    char *da = dump_str(a), *db = dump_str(b);
+    CHECK(da && db && !strcmp(da, db));
+    free(da);
+    free(db);
+    CHECK(!strcmp(lip_config_source(b, "server.host"), "flag"));
+    CHECK(!strcmp(lip_config_source(b, "server.services"), "file"));
+    CHECK(!strcmp(lip_config_source(b, "server.port"), "role"));
+    CHECK(lip_config_warning_count(b) == 1);
+    CHECK(b->server.host != a->server.host && b->models != a->models);
+    CHECK_RC(lip_config_set(b, "server.host", "h2", &err));
+    CHECK_RC(lip_config_set(b, "models.b.c.num_frames", "4", &err));
+    CHECK_RC(lip_config_set(b, "models.new.num_frames", "5", &err));
+    CHECK(!strcmp(a->server.host, "h1") && lip_config_model_find(a, "b.c")->num_frames == 3);
+    CHECK(lip_config_model_count(a) == 2 && lip_config_model_count(b) == 3);
+    CHECK(lip_config_model_find(b, "new") && lip_config_model_find(b, "b.c")->num_frames == 4);
+    CHECK(lip_config_dup(NULL) == NULL);
+    /* Every allocation of the copy may fail: NULL, never a crash or a leak (ASan). */
+    int nulls = 0;
+    for (long nth = 1; nth <= 80; nth++) {
+        lip_alloc_fail_at(nth);
+        lip_config *c = lip_config_dup(a);
+        lip_alloc_fail_at(0);
+        nulls += c == NULL;
+        lip_config_free(c);
+    }
+    CHECK(nulls > 10);
+out:
+    lip_config_free(a);
+    lip_config_free(b);
+}
+
 /* ---- hostile input -------------------------------------------------------------------------- */
 static uint32_t rng_state = 12345;
 static uint32_t rng(void)
@@ -910,6 +954,7 @@ int main(void)
     RUN(t_help);
     RUN(t_args);
     RUN(t_validate);
+    RUN(t_dup);
     RUN(t_deploy_example);
     RUN(t_docs_cover_keys);
     RUN(t_fuzz);

@@ -922,6 +922,78 @@ void lip_config_free(lip_config *cfg)
     lip_free(cfg);
 }
 
+/* Copies one field of k from src to dst (both lip_config, or both lip_config_model). dst's
+ * strings are NULL or owned, and are replaced. */
+static int copy_field(const lip_config_key *k, void *dst, const void *src)
+{
+    char *d = (char *)dst + k->offset;
+    const char *s = (const char *)src + k->offset;
+    switch (k->type) {
+    case LIP_CFG_INT:
+    case LIP_CFG_ENUM: *(int *)d = *(const int *)s; return 0;
+    case LIP_CFG_DOUBLE: *(double *)d = *(const double *)s; return 0;
+    case LIP_CFG_BOOL: *(bool *)d = *(const bool *)s; return 0;
+    case LIP_CFG_STRING:
+        lip_free(*(char **)d);
+        *(char **)d = lip_strdup(*(char *const *)s);
+        return *(char **)d ? 0 : LIP_ENOMEM;
+    case LIP_CFG_STRLIST: {
+        lip_config_strlist *dl = (lip_config_strlist *)d;
+        const lip_config_strlist *sl = (const lip_config_strlist *)s;
+        char why[64];
+        strlist_clear(dl);
+        for (int i = 0; i < sl->count; i++)
+            if (add_item(dl, sl->items[i], strlen(sl->items[i]), why, sizeof why) != 0)
+                return LIP_ENOMEM;
+        return 0;
+    }
+    }
+    return LIP_EINTERNAL;
+}
+
+lip_config *lip_config_dup(const lip_config *src)
+{
+    if (!src) return NULL;
+    lip_config *cfg = lip_calloc(1, sizeof *cfg);
+    if (!cfg) return NULL;
+    struct lip_config_priv *p = lip_calloc(1, sizeof *p);
+    const struct lip_config_priv *sp = src->priv_;
+    cfg->priv_ = p;
+    if (!p) goto fail;
+    p->src = lip_calloc(NKEYS, sizeof *p->src);
+    p->gen = lip_calloc(NKEYS, sizeof *p->gen);
+    p->line = lip_calloc(NKEYS, sizeof *p->line);
+    if (!p->src || !p->gen || !p->line) goto fail;
+    memcpy(p->src, sp->src, NKEYS * sizeof *p->src);
+    memcpy(p->gen, sp->gen, NKEYS * sizeof *p->gen);
+    memcpy(p->line, sp->line, NKEYS * sizeof *p->line);
+    p->last_gen = sp->last_gen;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!(keys[i].flags & LIP_CFG_F_MODEL) && copy_field(&keys[i], cfg, src) != 0) goto fail;
+    for (int m = 0; m < src->model_count; m++) {
+        const lip_config_model *sm = &src->models[m];
+        lip_config_model *dm = model_get(cfg, sm->id, NULL);
+        if (!dm) goto fail;
+        for (size_t i = 0; i < NKEYS; i++)
+            if ((keys[i].flags & LIP_CFG_F_MODEL) && copy_field(&keys[i], dm, sm) != 0) goto fail;
+        memcpy(dm->src_, sm->src_, sizeof dm->src_);
+        memcpy(dm->gen_, sm->gen_, sizeof dm->gen_);
+        memcpy(dm->line_, sm->line_, sizeof dm->line_);
+        dm->id_gen_ = sm->id_gen_;
+        dm->id_line_ = sm->id_line_;
+    }
+    if (sp->nwarn) {
+        p->warnings = lip_calloc((size_t)sp->nwarn, sizeof(char *));
+        if (!p->warnings) goto fail;
+        for (; p->nwarn < sp->nwarn; p->nwarn++)
+            if (!(p->warnings[p->nwarn] = lip_strdup(sp->warnings[p->nwarn]))) goto fail;
+    }
+    return cfg;
+fail:
+    lip_config_free(cfg);
+    return NULL;
+}
+
 int lip_config_warning_count(const lip_config *cfg) { return cfg ? cfg->priv_->nwarn : 0; }
 
 const char *lip_config_warning(const lip_config *cfg, int i)
@@ -1098,6 +1170,28 @@ int lip_config_format(const lip_config *cfg, const char *key, char *out, size_t 
     return 0;
 }
 
+/* Prints text word-wrapped to width columns, each line indented by indent spaces. */
+static void put_wrapped(FILE *f, const char *text, int indent, int width)
+{
+    int col = 0;
+    for (const char *p = text; *p;) {
+        while (*p == ' ') p++;
+        size_t wl = strcspn(p, " ");
+        if (!wl) break;
+        if (col > indent && col + 1 + (int)wl > width) {
+            fputc('\n', f);
+            col = 0;
+        }
+        if (col == 0)
+            col = fprintf(f, "%*s", indent, "");
+        else
+            col += fprintf(f, " ");
+        col += fprintf(f, "%.*s", (int)wl, p);
+        p += wl;
+    }
+    fputc('\n', f);
+}
+
 void lip_config_help(FILE *f)
 {
     fputs("Configuration keys (YAML file via --config FILE, or flags --key value / "
@@ -1109,15 +1203,27 @@ void lip_config_help(FILE *f)
         describe_expected(k, exp, sizeof exp);
         fprintf(f, "\n  --%s  (%s", k->name, exp);
         if (k->type == LIP_CFG_STRLIST) fputs(", comma-separated", f);
-        bool by_role = false;
-        for (size_t r = 0; r < LIP_ARRAY_LEN(role_defaults); r++) {
-            if (strcmp(role_defaults[r].key, k->name) != 0) continue;
-            by_role = true;
-            fputs("; default by role:", f);
+        int rd = -1;
+        for (size_t r = 0; r < LIP_ARRAY_LEN(role_defaults); r++)
+            if (strcmp(role_defaults[r].key, k->name) == 0) rd = (int)r;
+        if (rd < 0) fprintf(f, "; default \"%s\"", k->dflt);
+        fprintf(f, "%s)\n", k->runtime ? "; runtime" : "");
+        if (rd >= 0 && k->type != LIP_CFG_STRLIST) {
+            fputs("      default by role:", f);
             for (int j = 0; j < 3; j++)
-                fprintf(f, " %s \"%s\"%s", roles[j], role_defaults[r].value[j], j < 2 ? "," : "");
+                fprintf(f, " %s \"%s\"%s", roles[j], role_defaults[rd].value[j], j < 2 ? "," : "");
+            fputc('\n', f);
+        } else if (rd >= 0) { /* lists of services are long: one wrapped paragraph per role */
+            fputs("      default by role:\n", f);
+            for (int j = 0; j < 3; j++) {
+                char line[1024];
+                size_t o = (size_t)snprintf(line, sizeof line, "%s: ", roles[j]);
+                for (const char *p = role_defaults[rd].value[j]; *p && o + 2 < sizeof line; p++)
+                    o += (size_t)snprintf(line + o, sizeof line - o, *p == ',' ? ", " : "%c", *p);
+                if (o == strlen(roles[j]) + 2) lip_strlcpy(line + o, "(none)", sizeof line - o);
+                put_wrapped(f, line, 8, 96);
+            }
         }
-        if (!by_role) fprintf(f, "; default \"%s\"", k->dflt);
-        fprintf(f, "%s)\n      %s\n", k->runtime ? "; runtime" : "", k->help);
+        put_wrapped(f, k->help, 6, 96);
     }
 }

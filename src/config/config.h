@@ -181,6 +181,10 @@ const lip_config_key *lip_config_find_key(const char *name);
  * monolithic). Returns NULL if role is not one of those or memory runs out. Free with
  * lip_config_free. */
 lip_config *lip_config_new(const char *role);
+/* A deep copy of cfg (values, models, sources, warnings), for a server that applies runtime
+ * changes to a copy and then publishes it. Returns NULL if src is NULL or memory runs out;
+ * free with lip_config_free. Reads src only: safe while other threads read src too. */
+lip_config *lip_config_dup(const lip_config *src);
 /* Frees cfg and every string it owns; NULL is a no-op. */
 void lip_config_free(lip_config *cfg);
 
@@ -235,6 +239,7 @@ int lip_config_warning_count(const lip_config *cfg);
 const char *lip_config_warning(const lip_config *cfg, int i);
 
 /* ---- models --------------------------------------------------------------------------------- */
+/* Number of models.<id> entries (0 for NULL). Thread-safe against other readers. */
 int lip_config_model_count(const lip_config *cfg);
 /* The i-th model (0 <= i < count) or NULL; pointer owned by cfg, valid until the next call
  * that adds a model or lip_config_free. */
