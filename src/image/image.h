@@ -164,4 +164,58 @@ int lip_raw_f32_encode(const float *v, size_t n, lip_buf *out, lip_err *err);
  * Reentrant. */
 int lip_raw_f32_decode(const uint8_t *data, size_t len, float *out, size_t n, lip_err *err);
 
+/* ==== incremental encoders (src/image/splice.c, src/image/pngpiece.c) ========================
+ * Only the crop rect changes between an avatar's background frame and the composited frame, so
+ * the encoders keep the background encoded once and per frame re-encode only what the rect
+ * touches (docs/IMAGE.md "Incremental encoding", notes/encode-limits.md). */
+
+/* ---- incremental JPEG: restart-segment splicing ------------------------------------------- */
+/* A background frame encoded once with restart markers every R MCUs (R divides the MCUs per row,
+ * so every segment lies inside one MCU row), kept compressed with the offset of every restart
+ * segment. Immutable after lip_jpeg_bg_new: any number of threads may splice against it. */
+typedef struct lip_jpeg_bg lip_jpeg_bg;
+
+#define LIP_JPEG_SPLICE_RESTART 8 /* preferred R: +1.5% bytes, robust to unaligned crops */
+
+/* The restart interval used for a frame width: LIP_JPEG_SPLICE_RESTART if it divides the MCUs per
+ * row (ceil(w/16)), otherwise the largest divisor of that count below it (1 always works). */
+int lip_jpeg_splice_restart(int w);
+
+/* Encodes background bg with opts (NULL = defaults; restart_interval 0 = chosen by
+ * lip_jpeg_splice_restart; a nonzero one must divide the MCUs per row) using encoder e, and
+ * indexes its segments. Returns a new object (free with lip_jpeg_bg_free; it owns its copy of
+ * the stream) or NULL with err: LIP_EINVAL (image, options), LIP_ENOMEM, LIP_EINTERNAL. Uses e:
+ * one thread per e; the result is immutable and shareable. */
+lip_jpeg_bg *lip_jpeg_bg_new(lip_jpeg_enc *e, const lip_image *bg, const lip_jpeg_opts *opts,
+                             lip_err *err);
+void lip_jpeg_bg_free(lip_jpeg_bg *bg);
+/* Bytes held (stream + index), for memory accounting. Thread-safe. */
+size_t lip_jpeg_bg_bytes(const lip_jpeg_bg *bg);
+/* The settings the background was encoded with (restart_interval filled in). Thread-safe. */
+lip_jpeg_opts lip_jpeg_bg_opts(const lip_jpeg_bg *bg);
+/* The cached stream itself: a complete JPEG of the background (owned by bg). Thread-safe. */
+const uint8_t *lip_jpeg_bg_stream(const lip_jpeg_bg *bg, size_t *len);
+
+/* What a splice did (for tests, stats and the bench). */
+typedef struct lip_jpeg_splice_info {
+    bool spliced;     /* false: a full encode ran (fallback) */
+    int segments;     /* segments re-encoded (spliced) */
+    int total;        /* segments in the frame */
+    int sub_w, sub_h; /* the re-encoded sub-image */
+} lip_jpeg_splice_info;
+
+/* Encodes frame, which equals bg's background everywhere outside rect [x1,y1,x2,y2]
+ * (end-exclusive), into out. Re-encodes only the MCU-aligned sub-image covering the restart
+ * segments that rect touches and splices them into bg's stream, renumbering RST markers: the
+ * result is byte-identical to lip_jpeg_enc_encode(frame, lip_jpeg_bg_opts(bg)). Falls back to a
+ * full encode with opts when opts (NULL = bg's settings) differ from bg's, when the frame size
+ * differs, or when rect covers more than half of the segments. The caller guarantees that
+ * pixels outside rect equal the background (not checked: that would cost a full compare).
+ * 0, or LIP_EINVAL (NULL, bad rect), LIP_ENOMEM, LIP_EINTERNAL (libjpeg, or a sub-image whose
+ * segments do not line up: never expected); on failure out->len is 0. info may be NULL. Uses e's
+ * scratch: one thread per e; bg is only read. Allocates nothing once e and out are warm. */
+int lip_jpeg_splice_encode(lip_jpeg_enc *e, const lip_jpeg_bg *bg, const lip_image *frame,
+                           const int rect[4], const lip_jpeg_opts *opts, lip_buf *out,
+                           lip_jpeg_splice_info *info, lip_err *err);
+
 #endif

@@ -18,4 +18,15 @@ int lip_resizer_planes_(lip_resizer *r, int sw, int sh, int dw, int dh, uint8_t 
 /* Scales the source scratch planes into the destination scratch planes (cached context). */
 int lip_resizer_scale_(lip_resizer *r, int sw, int sh, int dw, int dh, lip_err *err);
 
+/* Per-encoder scratch of the JPEG splice path (splice.c): the sub-image's stream and its segment
+ * offsets. Lives in the lip_jpeg_enc (one per thread), so splicing allocates nothing once warm. */
+typedef struct lip_jpeg_splice_scratch {
+    lip_buf sub;
+    uint32_t *start, *end; /* [cap] segment data ranges of the sub-image */
+    int cap;
+} lip_jpeg_splice_scratch;
+lip_jpeg_splice_scratch *lip_jpeg_enc_splice_scratch_(lip_jpeg_enc *e);
+/* Frees the scratch's storage (called by lip_jpeg_enc_free). */
+void lip_jpeg_splice_scratch_free_(lip_jpeg_splice_scratch *s);
+
 #endif

@@ -13,6 +13,7 @@
  * damaged file is an error rather than a grey-padded image, and it limits image size and the
  * number of progressive scans against decompression bombs. */
 #include "image/image.h"
+#include "image/image_int.h"
 
 #include <setjmp.h>
 #include <stdio.h> /* jpeglib.h needs FILE */
@@ -79,7 +80,10 @@ struct lip_jpeg_enc {
     jerr_ctx jerr;
     struct jpeg_destination_mgr dest;
     lip_buf *out; /* the buffer of the encode in progress */
+    lip_jpeg_splice_scratch splice; /* splice.c's per-encoder scratch */
 };
+
+lip_jpeg_splice_scratch *lip_jpeg_enc_splice_scratch_(lip_jpeg_enc *e) { return &e->splice; }
 
 lip_jpeg_opts lip_jpeg_opts_default(void)
 {
@@ -138,6 +142,7 @@ lip_jpeg_enc *lip_jpeg_enc_new(void)
 void lip_jpeg_enc_free(lip_jpeg_enc *e)
 {
     if (!e) return;
+    lip_jpeg_splice_scratch_free_(&e->splice);
     jpeg_destroy_compress(&e->cinfo);
     lip_free(e);
 }

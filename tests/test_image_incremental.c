@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/test_image_incremental.c: the incremental encoders against full encodes of the same
+ * composited frame. JPEG splicing must give the same bytes as lip_jpeg_enc_encode with the
+ * background's settings (memcmp) and decode without a libjpeg warning; checked across crop
+ * positions at every frame edge and corner, odd and tiny rects, frame sizes that are not
+ * multiples of 16, every quality 1..100, both DCT methods, and the fallbacks. Incremental PNG must
+ * give the same bytes as its own piecewise encoder over the whole composited frame and decode to
+ * exactly the composited pixels. Also: hostile arguments, and no allocation once warm. */
+#include "test.h"
+
+#include "image/image.h"
+
+#include <stdint.h>
+
+static uint32_t rng_state = 2463534242u;
+static uint32_t rnd(void)
+{
+    uint32_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return rng_state = x;
+}
+
+/* A background with what photos have: gradients, fine periodic texture, hard edges and sensor
+ * noise, so every segment carries real AC data (a flat image would make most segments equal and
+ * hide a misplaced one). */
+static void synth_bg(lip_image *img, uint32_t seed)
+{
+    rng_state = seed;
+    for (int y = 0; y < img->h; y++)
+        for (int x = 0; x < img->w; x++)
+            for (int c = 0; c < 3; c++) {
+                double v = 90 + 70.0 * x / img->w + 50.0 * y / img->h +
+                           25 * sin(0.21 * x + 0.7 * c) * cos(0.13 * y) +
+                           (((x / 37) + (y / 23)) % 3 == 0 ? 30 : 0) + (int)(rnd() % 17) - 8;
+                img->data[(size_t)y * img->stride + 3 * x + c] =
+                    (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+}
+
+/* Composites "a new mouth" into rect: different texture and colour than the background, so every
+ * touched MCU changes. */
+static void paint_rect(lip_image *img, const int r[4], uint32_t seed)
+{
+    rng_state = seed;
+    for (int y = r[1]; y < r[3]; y++)
+        for (int x = r[0]; x < r[2]; x++)
+            for (int c = 0; c < 3; c++)
+                img->data[(size_t)y * img->stride + 3 * x + c] =
+                    (uint8_t)(128 + 100 * sin(0.5 * x * (c + 1) + 0.3 * y) + (int)(rnd() % 40) - 20);
+}
+
+static void copy_image(lip_image *dst, const lip_image *src)
+{
+    for (int y = 0; y < src->h; y++)
+        memcpy(dst->data + (size_t)y * dst->stride, src->data + (size_t)y * src->stride,
+               (size_t)src->w * 3);
+}
+
+/* Splices frame against bg and compares with a full encode of the frame with bg's settings.
+ * Returns 1 if byte-identical, decodable and spliced as expected. */
+static int splice_matches(lip_jpeg_enc *e, const lip_jpeg_bg *bg, const lip_image *frame,
+                          const int rect[4], bool expect_spliced)
+{
+    lip_buf sp = {0}, full = {0};
+    lip_err err = {0};
+    lip_jpeg_splice_info info;
+    lip_jpeg_opts o = lip_jpeg_bg_opts(bg);
+    int ok = 1;
+    int rc = lip_jpeg_splice_encode(e, bg, frame, rect, NULL, &sp, &info, &err);
+    if (rc) {
+        printf("# splice [%d,%d,%d,%d] of %dx%d q%d: %s\n", rect[0], rect[1], rect[2], rect[3],
+               frame->w, frame->h, o.quality, err.msg);
+        ok = 0;
+    }
+    if (ok && lip_jpeg_enc_encode(e, frame, &o, &full, &err)) ok = 0;
+    if (ok && (sp.len != full.len || memcmp(sp.data, full.data, sp.len) != 0)) {
+        printf("# splice [%d,%d,%d,%d] of %dx%d q%d R%d dct%d: %zu bytes vs full %zu, differ\n",
+               rect[0], rect[1], rect[2], rect[3], frame->w, frame->h, o.quality,
+               o.restart_interval, o.fast_dct, sp.len, full.len);
+        ok = 0;
+    }
+    if (ok && info.spliced != expect_spliced) {
+        printf("# splice [%d,%d,%d,%d]: spliced=%d, expected %d\n", rect[0], rect[1], rect[2],
+               rect[3], info.spliced, expect_spliced);
+        ok = 0;
+    }
+    /* The decoder treats every libjpeg warning (bad RST numbering, short segment) as an error. */
+    lip_image dec = {0};
+    if (ok && lip_jpeg_decode(sp.data, sp.len, &dec, &err)) {
+        printf("# spliced stream does not decode: %s\n", err.msg);
+        ok = 0;
+    }
+    lip_image_free(&dec);
+    lip_buf_free(&sp);
+    lip_buf_free(&full);
+    return ok;
+}
+
+static lip_image new_image(int w, int h)
+{
+    lip_image img = {0};
+    lip_err err = {0};
+    if (lip_image_alloc(&img, w, h, &err)) printf("# alloc %dx%d: %s\n", w, h, err.msg);
+    return img;
+}
+
+static void t_restart_choice(void)
+{
+    CHECK(lip_jpeg_splice_restart(1280) == 8);  /* 80 MCUs */
+    CHECK(lip_jpeg_splice_restart(1920) == 8);  /* 120 */
+    CHECK(lip_jpeg_splice_restart(1000) == 7);  /* 63 = 7*9 */
+    CHECK(lip_jpeg_splice_restart(320) == 5);   /* 20 */
+    CHECK(lip_jpeg_splice_restart(13 * 16) == 1); /* 13 is prime */
+    CHECK(lip_jpeg_splice_restart(17) == 2);    /* 2 MCUs, the second partial */
+}
+
+/* The cached stream is exactly a full encode of the background with markers, and is indexed. */
+static void t_background(void)
+{
+    lip_image bgi = new_image(1280, 720);
+    synth_bg(&bgi, 7);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+    CHECK_MSG(bg, "%s", err.msg);
+    if (bg) {
+        lip_jpeg_opts o = lip_jpeg_bg_opts(bg);
+        CHECK(o.quality == 75 && o.restart_interval == 8 && !o.fast_dct);
+        lip_buf full = {0};
+        CHECK_RC(lip_jpeg_enc_encode(e, &bgi, &o, &full, &err));
+        size_t len;
+        const uint8_t *s = lip_jpeg_bg_stream(bg, &len);
+        CHECK(len == full.len && memcmp(s, full.data, len) == 0);
+        /* Index: 10 segments x 45 MCU rows; memory counts stream and index. */
+        CHECK(lip_jpeg_bg_bytes(bg) >= len + 451 * 4);
+        CHECK(lip_jpeg_bg_bytes(bg) < len + 451 * 4 + 1024);
+        /* 449 markers in the stream, numbered in order (the splitter would have refused
+         * otherwise; counted here independently). */
+        int markers = 0, in_order = 1;
+        for (size_t i = 0; i + 1 < len; i++)
+            if (s[i] == 0xFF && s[i + 1] >= 0xD0 && s[i + 1] <= 0xD7) {
+                if (s[i + 1] - 0xD0 != (markers & 7)) in_order = 0;
+                markers++;
+            }
+        CHECK_MSG(markers == 449, "%d markers", markers);
+        CHECK(in_order);
+        lip_buf_free(&full);
+    }
+    lip_jpeg_bg_free(bg);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+}
+
+/* Crops everywhere on a 720p frame: aligned, straddling segments, at every edge and corner, odd
+ * sizes down to one pixel; both DCT methods, the preferred R and two others. */
+static void t_splice_positions_720p(void)
+{
+    static const int rects[][4] = {
+        {532, 210, 714, 392},   /* the measured case: aligned to the MCU grid vertically */
+        {500, 207, 682, 389},   /* straddles segment edges */
+        {0, 0, 182, 182},       /* top-left corner */
+        {1098, 0, 1280, 182},   /* top-right */
+        {0, 538, 182, 720},     /* bottom-left */
+        {1098, 538, 1280, 720}, /* bottom-right: the last segment, before EOI */
+        {3, 5, 190, 176},       /* odd, non-square */
+        {1279, 719, 1280, 720}, /* one pixel, the very last */
+        {0, 0, 1, 1},           /* one pixel, the very first */
+        {127, 15, 129, 17},     /* 2x2 across an MCU and segment corner */
+        {640, 300, 817, 481},   /* 177 px, odd */
+        {0, 300, 1280, 330},    /* a full-width band (30 segment rows of 10: still spliced) */
+    };
+    lip_image bgi = new_image(1280, 720), fr = new_image(1280, 720);
+    synth_bg(&bgi, 11);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    static const int restarts[] = {8, 4, 16};
+    int cases = 0, good = 0;
+    for (int fast = 0; fast < 2; fast++)
+        for (size_t ri = 0; ri < LIP_ARRAY_LEN(restarts); ri++) {
+            lip_jpeg_opts o = lip_jpeg_opts_default();
+            o.fast_dct = fast;
+            o.restart_interval = restarts[ri];
+            lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, &o, &err);
+            CHECK_MSG(bg, "%s", err.msg);
+            if (!bg) continue;
+            for (size_t i = 0; i < LIP_ARRAY_LEN(rects); i++) {
+                copy_image(&fr, &bgi);
+                paint_rect(&fr, rects[i], (uint32_t)(100 + i));
+                cases++;
+                good += splice_matches(e, bg, &fr, rects[i], true);
+            }
+            lip_jpeg_bg_free(bg);
+        }
+    CHECK_MSG(good == cases, "%d of %d cases byte-identical", good, cases);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
+/* Frame sizes that are not multiples of 16 (edge MCUs padded by replication), and small frames
+ * where R = 1 or the whole row is one segment. Rects hug the right and bottom edges. */
+static void t_splice_odd_frames(void)
+{
+    static const int sizes[][2] = {{1000, 563}, {321, 241}, {208, 100}, {17, 17}, {1920, 1080}};
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    int cases = 0, good = 0;
+    for (size_t si = 0; si < LIP_ARRAY_LEN(sizes); si++) {
+        int w = sizes[si][0], h = sizes[si][1];
+        lip_image bgi = new_image(w, h), fr = new_image(w, h);
+        synth_bg(&bgi, (uint32_t)(31 + si));
+        lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+        CHECK_MSG(bg, "%dx%d: %s", w, h, err.msg);
+        int rw = LIP_MIN(w / 3, 183), rh = LIP_MIN(h / 3, 181);
+        int rects[][4] = {{w - rw, h - rh, w, h},
+                          {w - rw, 0, w, rh},
+                          {0, h - rh, rw, h},
+                          {w / 2 - rw / 2, h / 2 - rh / 2, w / 2 + rw / 2 + 1, h / 2 + rh / 2},
+                          {w - 1, h - 1, w, h}};
+        for (size_t i = 0; bg && i < LIP_ARRAY_LEN(rects); i++) {
+            copy_image(&fr, &bgi);
+            paint_rect(&fr, rects[i], (uint32_t)(7 + i));
+            /* On tiny frames a rect can cover more than half the segments: a full encode then,
+             * and still the same bytes. */
+            lip_jpeg_splice_info info;
+            lip_buf tmp = {0};
+            CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, rects[i], NULL, &tmp, &info, &err));
+            lip_buf_free(&tmp);
+            bool expect = 2 * info.segments <= info.total && info.spliced;
+            cases++;
+            good += splice_matches(e, bg, &fr, rects[i], expect);
+            if (w >= 321) CHECK_MSG(info.spliced, "%dx%d rect %zu not spliced", w, h, i);
+        }
+        lip_jpeg_bg_free(bg);
+        lip_image_free(&bgi);
+        lip_image_free(&fr);
+    }
+    CHECK_MSG(good == cases, "%d of %d cases byte-identical", good, cases);
+    lip_jpeg_enc_free(e);
+}
+
+/* Every quality the API accepts (1..100), islow at two positions, ifast at one; on a 320x240
+ * frame (20 MCUs per row, R = 5) to keep the 300 full encodes quick. */
+static void t_splice_every_quality(void)
+{
+    lip_image bgi = new_image(320, 240), fr = new_image(320, 240);
+    synth_bg(&bgi, 5);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    const int ra[4] = {101, 67, 190, 170}, rb[4] = {250, 170, 320, 240};
+    int cases = 0, good = 0;
+    for (int q = 1; q <= 100; q++)
+        for (int fast = 0; fast < 2; fast++) {
+            lip_jpeg_opts o = lip_jpeg_opts_default();
+            o.quality = q;
+            o.fast_dct = fast;
+            lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, &o, &err);
+            CHECK_MSG(bg, "q%d: %s", q, err.msg);
+            if (!bg) continue;
+            copy_image(&fr, &bgi);
+            paint_rect(&fr, ra, (uint32_t)q);
+            cases++;
+            good += splice_matches(e, bg, &fr, ra, true);
+            if (!fast) {
+                copy_image(&fr, &bgi);
+                paint_rect(&fr, rb, (uint32_t)q + 1000);
+                cases++;
+                good += splice_matches(e, bg, &fr, rb, true);
+            }
+            lip_jpeg_bg_free(bg);
+        }
+    CHECK_MSG(good == cases, "%d of %d quality cases byte-identical", good, cases);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
+/* The comparison can fail: a frame that differs outside the rect gives different bytes (the
+ * splice trusts the caller), and the spliced frame decodes to the same pixels as a full encode
+ * without restart markers (restart markers change the entropy coding, not the coefficients). */
+static void t_splice_negative_and_pixels(void)
+{
+    lip_image bgi = new_image(1280, 720), fr = new_image(1280, 720);
+    synth_bg(&bgi, 3);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+    CHECK_MSG(bg, "%s", err.msg);
+    const int r[4] = {500, 207, 682, 389};
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, r, 9);
+    fr.data[(size_t)100 * fr.stride + 3 * 100] ^= 0x80; /* outside the rect */
+    lip_buf sp = {0}, full = {0};
+    lip_jpeg_opts o = lip_jpeg_bg_opts(bg);
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, r, NULL, &sp, NULL, &err));
+    CHECK_RC(lip_jpeg_enc_encode(e, &fr, &o, &full, &err));
+    CHECK(sp.len != full.len || memcmp(sp.data, full.data, sp.len) != 0);
+    /* Now a proper frame: pixels equal to those of a marker-free full encode. */
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, r, 9);
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, r, NULL, &sp, NULL, &err));
+    o.restart_interval = 0;
+    CHECK_RC(lip_jpeg_enc_encode(e, &fr, &o, &full, &err));
+    CHECK(full.len < sp.len); /* the markers cost bytes... */
+    CHECK(sp.len < full.len + full.len / 25); /* ...under 4% at R = 8 (measured ~1.5-2.5%) */
+    lip_image a = {0}, b = {0};
+    CHECK_RC(lip_jpeg_decode(sp.data, sp.len, &a, &err));
+    CHECK_RC(lip_jpeg_decode(full.data, full.len, &b, &err));
+    CHECK(a.data && b.data && memcmp(a.data, b.data, (size_t)1280 * 720 * 3) == 0);
+    lip_image_free(&a);
+    lip_image_free(&b);
+    lip_buf_free(&sp);
+    lip_buf_free(&full);
+    lip_jpeg_bg_free(bg);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
+/* Fallbacks give a full encode with the requested settings. */
+static void t_splice_fallbacks(void)
+{
+    lip_image bgi = new_image(640, 368), fr = new_image(640, 368);
+    synth_bg(&bgi, 13);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+    CHECK_MSG(bg, "%s", err.msg);
+    lip_buf sp = {0}, full = {0};
+    lip_jpeg_splice_info info;
+    const int r[4] = {200, 100, 380, 280};
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, r, 1);
+    /* Different quality: full encode at that quality. */
+    lip_jpeg_opts o = lip_jpeg_bg_opts(bg);
+    o.quality = 90;
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, r, &o, &sp, &info, &err));
+    CHECK_RC(lip_jpeg_enc_encode(e, &fr, &o, &full, &err));
+    CHECK(!info.spliced && sp.len == full.len && memcmp(sp.data, full.data, sp.len) == 0);
+    /* Same settings passed explicitly: spliced. */
+    o.quality = 75;
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, r, &o, &sp, &info, &err));
+    CHECK(info.spliced && info.segments > 0 && info.segments < info.total);
+    CHECK(info.sub_w % 16 == 0 && info.sub_h % 16 == 0 && info.sub_w >= 180);
+    /* A rect over most of the frame: full encode, same bytes. */
+    const int big[4] = {0, 0, 640, 300};
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, big, 2);
+    CHECK(splice_matches(e, bg, &fr, big, false));
+    /* A frame of another size: full encode of that frame. */
+    lip_image small = {.data = fr.data, .w = 320, .h = 200, .stride = fr.stride};
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &small, r, NULL, &sp, &info, &err));
+    lip_image dec = {0};
+    CHECK(!info.spliced);
+    CHECK_RC(lip_jpeg_decode(sp.data, sp.len, &dec, &err));
+    CHECK(dec.w == 320 && dec.h == 200);
+    lip_image_free(&dec);
+    lip_buf_free(&sp);
+    lip_buf_free(&full);
+    lip_jpeg_bg_free(bg);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
+static void t_splice_bad_args(void)
+{
+    lip_image bgi = new_image(320, 240);
+    synth_bg(&bgi, 1);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    lip_jpeg_opts o = lip_jpeg_opts_default();
+    o.restart_interval = 3; /* 20 MCUs per row: 3 does not divide */
+    CHECK(lip_jpeg_bg_new(e, &bgi, &o, &err) == NULL);
+    CHECK(err.code == LIP_EINVAL && strstr(err.msg, "divide") && strstr(err.msg, "20 MCUs"));
+    o.restart_interval = 0;
+    o.quality = 101;
+    CHECK(lip_jpeg_bg_new(e, &bgi, &o, &err) == NULL && err.code == LIP_EINVAL);
+    CHECK(lip_jpeg_bg_new(NULL, &bgi, NULL, &err) == NULL && err.code == LIP_EINVAL);
+    CHECK(lip_jpeg_bg_new(e, NULL, NULL, &err) == NULL && err.code == LIP_EINVAL);
+    lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+    CHECK(bg);
+    lip_buf out = {0};
+    static const int bad[][4] = {{-1, 0, 10, 10}, {0, 0, 321, 10}, {5, 5, 5, 9}, {0, 10, 10, 2}};
+    for (size_t i = 0; i < LIP_ARRAY_LEN(bad); i++) {
+        int rc = lip_jpeg_splice_encode(e, bg, &bgi, bad[i], NULL, &out, NULL, &err);
+        CHECK(rc == LIP_EINVAL && strstr(err.msg, "rect") && out.len == 0);
+    }
+    CHECK(lip_jpeg_splice_encode(e, NULL, &bgi, bad[0], NULL, &out, NULL, &err) == LIP_EINVAL);
+    CHECK(lip_jpeg_splice_encode(e, bg, NULL, bad[0], NULL, &out, NULL, &err) == LIP_EINVAL);
+    lip_image zero = {0};
+    const int r[4] = {10, 10, 20, 20};
+    CHECK(lip_jpeg_splice_encode(e, bg, &zero, r, NULL, &out, NULL, &err) == LIP_EINVAL);
+    lip_jpeg_bg_free(NULL);
+    CHECK(lip_jpeg_bg_bytes(NULL) == 0);
+    lip_buf_free(&out);
+    lip_jpeg_bg_free(bg);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+}
+
+/* Once the encoder scratch and the output buffer are warm, a splice allocates nothing of ours. */
+static void t_splice_no_alloc_warm(void)
+{
+    lip_image bgi = new_image(1280, 720), fr = new_image(1280, 720);
+    synth_bg(&bgi, 21);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    lip_jpeg_bg *bg = lip_jpeg_bg_new(e, &bgi, NULL, &err);
+    const int r[4] = {500, 207, 682, 389};
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, r, 4);
+    lip_buf out = {0};
+    CHECK_RC(lip_jpeg_splice_encode(e, bg, &fr, r, NULL, &out, NULL, &err));
+    lip_alloc_fail_at(1);
+    int rc = lip_jpeg_splice_encode(e, bg, &fr, r, NULL, &out, NULL, &err);
+    lip_alloc_fail_at(0);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    lip_buf_free(&out);
+    lip_jpeg_bg_free(bg);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
+int main(void)
+{
+    RUN(t_restart_choice);
+    RUN(t_background);
+    RUN(t_splice_positions_720p);
+    RUN(t_splice_odd_frames);
+    RUN(t_splice_every_quality);
+    RUN(t_splice_negative_and_pixels);
+    RUN(t_splice_fallbacks);
+    RUN(t_splice_bad_args);
+    RUN(t_splice_no_alloc_warm);
+    return test_summary();
+}
