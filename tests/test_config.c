@@ -74,6 +74,7 @@ static void t_defaults_per_role(void)
     CHECK(!strcmp(m->audio.encoder_path, "models/audio_encoder.onnx"));
     CHECK(m->onnx.provider == LIP_PROVIDER_AUTO && m->log.level == LIP_LOG_INFO);
     CHECK(m->auto_load && m->metrics.port == 0 && m->model_count == 0);
+    CHECK(!strcmp(m->server.tls_cert, "") && m->server.compression == LIP_COMPRESS_NONE);
     CHECK(!strcmp(lip_config_source(m, "server.port"), "role"));
     CHECK(!strcmp(lip_config_source(m, "output.jpeg_quality"), "default"));
     CHECK(lip_config_new("gpu") == NULL);
@@ -605,6 +606,14 @@ static void t_validate(void)
     CHECK(lip_config_validate(cfg, &err) == LIP_EINVAL && contains(err.msg, "onnx.device_id"));
     CHECK_RC(lip_config_set(cfg, "onnx.device_id", "1", &err));
     CHECK_RC(lip_config_validate(cfg, &err));
+    /* TLS needs the certificate and the key. */
+    CHECK_RC(lip_config_set(cfg, "server.tls_cert", "/etc/lipsync/cert.pem", &err));
+    CHECK(lip_config_validate(cfg, &err) == LIP_EINVAL);
+    CHECK(contains(err.msg, "key 'server.tls_key': must be set together with server.tls_cert"));
+    CHECK_RC(lip_config_set(cfg, "server.tls_key", "/etc/lipsync/key.pem", &err));
+    CHECK_RC(lip_config_validate(cfg, &err));
+    CHECK_RC(lip_config_set(cfg, "server.compression", "gzip", &err));
+    CHECK(cfg->server.compression == LIP_COMPRESS_GZIP);
     lip_config_free(cfg);
 }
 

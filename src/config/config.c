@@ -21,6 +21,7 @@ static const char *const strategies[] = {"round_robin", "least_loaded", NULL};
 static const char *const formats[] = {"jpeg", "png", "raw", NULL};
 static const char *const pastes[] = {"exact", "feather", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const compressions[] = {"none", "gzip", "deflate", NULL};
 
 #define OFF(f) offsetof(lip_config, f)
 #define MOFF(f) offsetof(lip_config_model, f)
@@ -73,6 +74,13 @@ static const lip_config_key keys[] = {
            false, LIP_CFG_F_SERVICES | LIP_CFG_F_ROLE,
            "gRPC services enabled on the listener (API.md 1.2); grpc.health.v1.Health is always "
            "on"),
+
+    K_STR("server.tls_cert", server.tls_cert, "", false, 0,
+          "PEM certificate chain for TLS on the listener; \"\" = plaintext h2c (API.md 1.1)"),
+    K_STR("server.tls_key", server.tls_key, "", false, 0,
+          "PEM private key matching server.tls_cert"),
+    K_ENUM("server.compression", server.compression, compressions, "none", false,
+           "compression of responses (requests are accepted compressed either way)"),
 
     K_INT("capacity.max_models", capacity.max_models, 0, 10000000, "100", true, 0,
           "models loaded at once before the eviction policy unloads one; 0 = unlimited"),
@@ -1028,6 +1036,11 @@ int lip_config_validate(const lip_config *cfg, lip_err *err)
         return cfg_fail(err, LIP_EINVAL, NULL, "metrics.port",
                         "%d is also server.port (expected another port, or 0 for off)",
                         cfg->metrics.port);
+    if (!cfg->server.tls_cert[0] != !cfg->server.tls_key[0])
+        return cfg_fail(err, LIP_EINVAL, NULL, cfg->server.tls_cert[0] ? "server.tls_key" :
+                                                                        "server.tls_cert",
+                        "must be set together with %s (TLS needs both, plaintext neither)",
+                        cfg->server.tls_cert[0] ? "server.tls_cert" : "server.tls_key");
     int n = cfg->gpus.count;
     if (n > 0 && cfg->onnx.device_id >= n)
         return cfg_fail(err, LIP_EINVAL, NULL, "onnx.device_id",

@@ -33,6 +33,7 @@ enum lip_provider { LIP_PROVIDER_CPU = 0, LIP_PROVIDER_CUDA, LIP_PROVIDER_TENSOR
 enum lip_gpu_strategy { LIP_GPU_ROUND_ROBIN = 0, LIP_GPU_LEAST_LOADED };
 enum lip_out_format { LIP_OUT_JPEG = 0, LIP_OUT_PNG, LIP_OUT_RAW };
 enum lip_paste_mode { LIP_PASTE_EXACT = 0, LIP_PASTE_FEATHER };
+enum lip_compression { LIP_COMPRESS_NONE = 0, LIP_COMPRESS_GZIP, LIP_COMPRESS_DEFLATE };
 /* log.level uses core's enum lip_log_level (error=0 .. debug=3). */
 
 /* A list of strings (server.services). Owned by the config. */
@@ -83,6 +84,9 @@ typedef struct lip_config {
         int keepalive_timeout_s;
         int min_ping_interval_s;
         lip_config_strlist services;
+        char *tls_cert;           /* "" = plaintext */
+        char *tls_key;
+        int compression;          /* enum lip_compression */
     } server;
     struct {
         int max_models;           /* 0 = unlimited */
@@ -213,8 +217,9 @@ int lip_config_apply_args(lip_config *cfg, int *argc, char **argv, lip_err *err)
  * "key '<key>': <reason>" (cfg unchanged). */
 int lip_config_set(lip_config *cfg, const char *key, const char *value, lip_err *err);
 
-/* Cross-key checks to run once all sources are applied (metrics port versus server port,
- * preferred GPUs and device id versus gpus.count, default_model syntax). 0 or LIP_EINVAL. */
+/* Cross-key checks to run once all sources are applied: metrics port versus server port, TLS
+ * certificate and key together, preferred GPUs and device id versus gpus.count. Returns 0 or
+ * LIP_EINVAL with "key '<key>': <reason>". Reads only; thread-safe against other readers. */
 int lip_config_validate(const lip_config *cfg, lip_err *err);
 
 /* ---- output --------------------------------------------------------------------------------- */
