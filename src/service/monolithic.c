@@ -27,10 +27,11 @@ static int check_finite(const char *field, const float *v, size_t n, lip_err *er
                        field, isnan(v[i]) ? "NaN" : "Inf", i);
 }
 
-static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip_rpc_buf *resp,
-                 lip_err *err)
+/* InferBatchComposite of monolithic (B <= 32) and compositing (B <= 25): their request and
+ * response messages are identical on the wire, so both are handled with the monolithic types. */
+int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req, size_t len,
+                        int max_batch, lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
     const ProtobufCMessageDescriptor *rd = &monolithic__composite_batch_response__descriptor;
     Monolithic__CompositeBatchRequest *q = (Monolithic__CompositeBatchRequest *)svc_unpack(
         &monolithic__composite_batch_request__descriptor, req, len, err);
@@ -43,8 +44,8 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     char id[72] = "";
 
     /* 1. batch size */
-    if (B < 1 || B > MONO_MAX_BATCH) {
-        rc = lip_err_set(err, LIP_EINVAL, "batch_size: expected 1-%d, got %d", MONO_MAX_BATCH, B);
+    if (B < 1 || B > max_batch || B > MONO_MAX_BATCH) {
+        rc = lip_err_set(err, LIP_EINVAL, "batch_size: expected 1-%d, got %d", max_batch, B);
         goto out;
     }
     /* 2. field sizes (and the other per-field rules that need no model) */
@@ -156,6 +157,12 @@ out:
         return svc_fail(rd, err, resp);
     }
     return 0;
+}
+
+static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip_rpc_buf *resp,
+                 lip_err *err)
+{
+    return svc_infer_composite(ud, call, req, len, MONO_MAX_BATCH, resp, err);
 }
 
 /* ---- model management ---------------------------------------------------------------------- */

@@ -507,6 +507,8 @@ static const struct {
     {"lipsync.LipSyncComposite", svc_register_lipsync_composite},
     {"lipsync.LipSync", svc_register_lipsync},
     {"optimized_lipsyncsrv.OptimizedLipSyncService", svc_register_optimized},
+    {"compositing.CompositingService", svc_register_compositing},
+    {"inference.InferenceService", svc_register_inference},
 };
 
 const char *const *lip_service_names(void)

@@ -87,11 +87,18 @@ int svc_load_code(int code);
 /* Pipeline options from the service options. */
 lip_pipeline_opts svc_pipeline_opts(const lip_service *sv);
 
+/* InferBatchComposite of the monolithic and compositing services (identical wire messages),
+ * batch limit max_batch (<= 32). Handler contract of lip_rpc_handler_fn. */
+int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req, size_t len,
+                        int max_batch, lip_rpc_buf *resp, lip_err *err);
+
 /* ---- per-API registration ------------------------------------------------------------------ */
 int svc_register_monolithic(lip_service *sv, lip_rpc_server *srv, lip_err *err);
 int svc_register_lipsync_composite(lip_service *sv, lip_rpc_server *srv, lip_err *err);
 int svc_register_lipsync(lip_service *sv, lip_rpc_server *srv, lip_err *err);
 int svc_register_optimized(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+int svc_register_compositing(lip_service *sv, lip_rpc_server *srv, lip_err *err);
+int svc_register_inference(lip_service *sv, lip_rpc_server *srv, lip_err *err);
 
 /* True when the health status of service name is SERVING on the server it was registered on. */
 bool svc_healthy(lip_service *sv, const char *name);

@@ -55,7 +55,8 @@ subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_o
                        "--grpc_python_out=" + stubs,
                        "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin")] +
                       [os.path.join(ROOT, "proto", p) for p in
-                       ("lipsync.proto", "optimized_lipsyncsrv.proto", "health.proto")])
+                       ("lipsync.proto", "optimized_lipsyncsrv.proto", "health.proto",
+                        "compositing.proto", "inference.proto")])
 sys.path.insert(0, stubs)
 import health_pb2 as hpb  # noqa: E402
 import health_pb2_grpc as hgrpc  # noqa: E402
@@ -63,6 +64,10 @@ import lipsync_pb2 as lpb  # noqa: E402
 import lipsync_pb2_grpc as lgrpc  # noqa: E402
 import optimized_lipsyncsrv_pb2 as opb  # noqa: E402
 import optimized_lipsyncsrv_pb2_grpc as ogrpc  # noqa: E402
+import compositing_pb2 as cpb  # noqa: E402
+import compositing_pb2_grpc as cgrpc  # noqa: E402
+import inference_pb2 as ipb  # noqa: E402
+import inference_pb2_grpc as igrpc  # noqa: E402
 
 root = os.path.join(tmp, "root")
 os.makedirs(root)
@@ -94,7 +99,8 @@ srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT)
                         "--audio.encoder_path", encoder, "--server.grace_period_s", "3",
                         "--server.services",
                         "lipsync.LipSyncComposite,lipsync.LipSync,"
-                        "optimized_lipsyncsrv.OptimizedLipSyncService"],
+                        "optimized_lipsyncsrv.OptimizedLipSyncService,"
+                        "compositing.CompositingService,inference.InferenceService"],
                        stdout=log, stderr=subprocess.STDOUT)
 chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
                              options=[("grpc.max_receive_message_length", 200 << 20),
@@ -103,6 +109,8 @@ health = hgrpc.HealthStub(chan)
 comp = lgrpc.LipSyncCompositeStub(chan)
 raw = lgrpc.LipSyncStub(chan)
 opt = ogrpc.OptimizedLipSyncServiceStub(chan)
+cmp_ = cgrpc.CompositingServiceStub(chan)
+inf = igrpc.InferenceServiceStub(chan)
 ready = False
 t0 = time.time()
 while time.time() - t0 < 60 and srv.poll() is None:
@@ -293,6 +301,62 @@ def management():
     md = opt.GetModelMetadata(opb.GetModelMetadataRequest(model_name="t1"), timeout=10)
     tap(md.success and md.frame_count == N and list(md.bounds) == [float(v) for v in rects[0]] and
         md.audio_path == "aud_ave.npy", "GetModelMetadata: count, frame-0 rect, audio path")
+
+
+@run
+def compositing():
+    h = cmp_.Health(cpb.HealthRequest(), timeout=5)
+    tap(h.healthy and h.inference_server_healthy and h.inference_server_url == "" and h.version,
+        "CompositingService.Health (in-process inference)")
+    r = cmp_.InferBatchComposite(cpb.CompositeBatchRequest(
+        model_id="t1", audio_features=FEAT.tobytes(), batch_size=2), timeout=60)
+    tap(r.success and len(r.composited_frames) == 2 and
+        Image.open(io.BytesIO(r.composited_frames[0])).format == "JPEG",
+        "CompositingService.InferBatchComposite returns JPEGs")
+    tap(code(cmp_.InferBatchComposite, cpb.CompositeBatchRequest(
+        model_id="t1", audio_features=FEAT.tobytes(), batch_size=26)) == I,
+        "compositing batch 26 -> INVALID_ARGUMENT (limit 25)")
+    st = cmp_.GetModelStats(cpb.GetModelStatsRequest(model_id="t1"), timeout=5)
+    tap(len(st.models) == 1 and st.models[0].stats.usage_count >= 1 and
+        st.models[0].stats.memory_bytes > 0 and st.loaded_models >= 1,
+        "CompositingService.GetModelStats for one model")
+    tap(code(cmp_.GetModelStats, cpb.GetModelStatsRequest(model_id="zz")) == NF,
+        "compositing GetModelStats unknown -> NOT_FOUND")
+    lm = cmp_.LoadModel(cpb.LoadModelRequest(model_id="t1", force_reload=True), timeout=60)
+    tap(lm.success and lm.load_time_ms > 0 and lm.stats.loaded_unix_ms > 0,
+        "compositing LoadModel force_reload reloads")
+    ls = cmp_.ListModels(cpb.ListModelsRequest(), timeout=5)
+    tap("t1" in [m.model_id for m in ls.models], "compositing ListModels")
+
+
+@run
+def inference():
+    h = inf.Health(ipb.HealthRequest(), timeout=5)
+    tap(h.healthy and h.loaded_models >= 1, "InferenceService.Health")
+    B = 2
+    vis = np.random.RandomState(3).rand(B, 6, 320, 320).astype(np.float32)
+    r = inf.InferBatch(ipb.InferBatchRequest(model_id="t1", visual_frames=vis.tobytes(),
+                                             audio_features=FEAT.tobytes(), batch_size=B),
+                       timeout=60)
+    outs = [np.frombuffer(o.data, np.float32) for o in r.outputs]
+    tap(r.success and len(outs) == B and all(o.size == 307200 and o.min() >= 0 and o.max() <= 1
+                                             for o in outs) and r.gpu_id == -1,
+        "InferenceService.InferBatch: B raw [3][320][320] regions in [0,1]")
+    pcm = (0.2 * np.sin(np.arange((B + 15) * 640) / 7.0)).astype(np.float32)
+    r = inf.InferBatch(ipb.InferBatchRequest(model_id="t1", visual_frames=vis.tobytes(),
+                                             raw_audio=pcm.tobytes(), batch_size=B), timeout=60)
+    tap(r.success and len(r.outputs) == B and r.audio_processing_ms > 0,
+        "InferenceService.InferBatch with raw_audio")
+    tap(code(inf.InferBatch, ipb.InferBatchRequest(model_id="t1", audio_features=FEAT.tobytes(),
+                                                   batch_size=1)) == I,
+        "inference without visual_frames -> INVALID_ARGUMENT (required)")
+    tap(code(inf.InferBatch, ipb.InferBatchRequest(model_id="t1", visual_frames=b"", batch_size=51,
+                                                   audio_features=FEAT.tobytes())) == I,
+        "inference batch 51 -> INVALID_ARGUMENT")
+    u = inf.UnloadModel(ipb.UnloadModelRequest(model_id="p2"), timeout=10)
+    ls = inf.ListModels(ipb.ListModelsRequest(), timeout=5)
+    tap(u.success and [m.loaded for m in ls.models if m.model_id == "p2"] == [False],
+        "inference UnloadModel + ListModels")
 
 
 srv.send_signal(signal.SIGTERM)
