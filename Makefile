@@ -142,3 +142,82 @@ distclean: clean
 
 print-%:
 	@echo '$*=$($*)'
+
+# ---- fuzzing (not part of `make test`) ---------------------------------------------------------
+# `make fuzz`: the libFuzzer harnesses fuzz/fuzz_<target>.c, built with clang against the library
+# sources compiled again into build/fuzz/ with -fsanitize=fuzzer-no-link,address,undefined, each
+# run for FUZZ_SECONDS (default 60) from its seed corpus fuzz/corpus/<target>/ by fuzz/run.sh.
+# New inputs go to build/fuzz/corpus/<target>/, crash reproducers to fuzz/crashes/<target>/.
+#   make fuzz FUZZ_TARGETS="npy wav" FUZZ_SECONDS=10     some targets, briefly
+#   make fuzz FUZZ_SECONDS=0                             build only
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_CFLAGS  := -std=c11 -O1 -g -pthread -fno-strict-aliasing -Wno-unused-parameter \
+                -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_ALL     := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_LIB     := $(FUZZ_DIR)/liblipsync_fuzz.a
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRC)) \
+                $(patsubst $(BUILD)/gen/%.c,$(FUZZ_DIR)/obj/gen/%.o,$(GEN_C))
+
+$(FUZZ_DIR)/obj/src/%.o: src/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	@$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+# The request messages to fuzz, listed from the generated headers (fuzz/fuzz_proto.c reads it).
+# Order-only on the headers: the main build deletes them as intermediates, which must not force a
+# rebuild here; the .proto files are the real inputs.
+$(FUZZ_DIR)/proto_requests.h: $(PROTOS) | $(GEN_H)
+	@mkdir -p $(dir $@)
+	@grep -ho 'ProtobufCMessageDescriptor [a-z0-9_]*_request__descriptor' $(GEN_H) | sort -u | \
+	    sed -E 's/.* (.*)/X(\1)/' > $@
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_LIB) $(FUZZ_DIR)/proto_requests.h
+	@echo "  FUZZLD $@"
+	@$(FUZZ_CC) $(CPPFLAGS) -I$(FUZZ_DIR) -Ifuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	    $(FUZZ_LIB) -L$(ORT_LIB) -Wl,-rpath,$(ORT_LIB) $(LDLIBS)
+
+fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
+	@FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_TARGETS)
+
+-include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
+
+# ---- install -----------------------------------------------------------------------------------
+# `make install PREFIX=/usr/local DESTDIR=`: PREFIX/bin/lipsync (relinked with the run path
+# $ORIGIN/../lib/lipsync, so the build tree is not needed), the ONNX Runtime libraries in
+# PREFIX/lib/lipsync, the systemd unit in SYSTEMD_UNITDIR (its paths rewritten to PREFIX), the
+# example config in PREFIX/share/lipsync/ and, if none is there yet, SYSCONFDIR/lipsync/lipsync.yaml.
+PREFIX          ?= /usr/local
+DESTDIR         ?=
+SYSCONFDIR      ?= /etc
+SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+install: $(BIN)
+	@echo "  LD  $(BUILD)/lipsync.install (run path \$$ORIGIN/../lib/lipsync)"
+	@$(CC) -pthread $(SANFLAGS) -L$(ORT_LIB) -Wl,-rpath,'$$ORIGIN/../lib/lipsync' \
+	    -o $(BUILD)/lipsync.install $(CLI_OBJ) $(LIB) $(LDLIBS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lipsync \
+	    $(DESTDIR)$(PREFIX)/share/lipsync $(DESTDIR)$(SYSTEMD_UNITDIR) $(DESTDIR)$(SYSCONFDIR)/lipsync
+	install -m 0755 $(BUILD)/lipsync.install $(DESTDIR)$(PREFIX)/bin/lipsync
+	cp -P $(ORT_LIB)/libonnxruntime*.so* $(DESTDIR)$(PREFIX)/lib/lipsync/
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/lipsync/*.so
+	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/lipsync|$(SYSCONFDIR)/lipsync|g' \
+	    deploy/lipsync.service > $(DESTDIR)$(SYSTEMD_UNITDIR)/lipsync.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNITDIR)/lipsync.service
+	install -m 0644 deploy/lipsync.yaml $(DESTDIR)$(PREFIX)/share/lipsync/lipsync.yaml.example
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml ]; then \
+	    echo "  keeping existing $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml"; \
+	else install -m 0644 deploy/lipsync.yaml $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml; fi
+
+.PHONY: fuzz install
