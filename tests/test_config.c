@@ -250,7 +250,9 @@ static void t_errors(void)
     expect_error("models: {a: {}}\nmodels: {b: {}}\n", LIP_EINVAL, "2:1:", "models",
                  "duplicate key (first at line 1)");
     expect_error("log:\n  level: info\nlogging:\n  level: debug\n", LIP_EINVAL, "4:10:",
-                 "log.level", "duplicate key (first set at line 2)");
+                 "logging.level", "duplicate key (first set at line 2)");
+    expect_error("logging:\n  level: loud\n", LIP_EINVAL, "2:10:", "key 'logging.level'",
+                 "expected one of error|warn|info|debug, got 'loud'");
     expect_error("server.services: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
                  "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
                  LIP_EINVAL, "1:", NULL, "nested more than 32 levels deep");

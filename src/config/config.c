@@ -297,12 +297,13 @@ int cfg_resolve(const char *name, cfg_ref *ref)
         snprintf(ref->canon, sizeof ref->canon, "models.%s.%s", ref->id, model_field(k));
         return 1;
     }
+    const char *as_written = name; /* messages name the key the way the user wrote it */
     for (size_t i = 0; i < LIP_ARRAY_LEN(aliases); i++)
         if (strcmp(name, aliases[i].from) == 0) name = aliases[i].to;
     const lip_config_key *k = find_exact(name);
     if (k) {
         ref->k = k;
-        lip_strlcpy(ref->canon, name, sizeof ref->canon);
+        lip_strlcpy(ref->canon, as_written, sizeof ref->canon);
         return 1;
     }
     for (size_t i = 0; i < LIP_ARRAY_LEN(legacy); i++) {

@@ -44,7 +44,7 @@ typedef struct cfg_ref {
     const lip_config_key *k; /* NULL for legacy or unknown names */
     const char *legacy_why;  /* set when the name is a Go-layout key we read but do not use */
     char id[72];             /* model id for model keys ("" otherwise) */
-    char canon[CFG_KEY_MAX]; /* canonical name (aliases resolved) */
+    char canon[CFG_KEY_MAX]; /* name for messages: as written, model id normalised */
 } cfg_ref;
 
 /* Resolves a dotted name: 1 = a table key (ref->k set), 2 = a legacy key (ref->legacy_why set),

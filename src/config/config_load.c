@@ -322,7 +322,7 @@ int lip_config_load_string(lip_config *cfg, const char *yaml, size_t len, const 
         return lip_err_set(err, LIP_ENOMEM, "%s: out of memory starting the YAML parser", name);
     yaml_parser_set_input_string(&ps, (const unsigned char *)(yaml ? yaml : ""), len);
     if (!yaml_parser_load(&ps, &doc)) {
-        int rc = yaml_problem(err, &ps, name);
+        rc = yaml_problem(err, &ps, name);
         yaml_parser_delete(&ps);
         return rc;
     }
