@@ -777,7 +777,8 @@ static void t_fuzz(void)
             lip_config_free(c2);
         } else {
             failed++;
-            if (rc > 0 || strlen(err.msg) < 10 || !contains(err.msg, "fuzz")) bad_msg++;
+            if (rc > 0 || err.code != rc || strlen(err.msg) < 10 || !contains(err.msg, "fuzz"))
+                bad_msg++;
         }
         lip_config_free(cfg);
     }
@@ -929,7 +930,8 @@ static void t_fuzz_args(void)
  * no leak under ASan). */
 static void t_alloc_failures(void)
 {
-    const char *yaml = "server:\n  host: h\n  services: [lipsync.LipSync]\nlogging:\n  x: 1\n"
+    const char *yaml = "server:\n  role: compositing\n  host: h\n  services: [lipsync.LipSync]\n"
+                       "logging:\n  x: 1\n"
                        "models:\n  a: {model_path: p}\n  b: {num_frames: 2}\n";
     lip_log_set_level(LIP_LOG_ERROR);
     int nomem = 0, clean = 0;
@@ -940,6 +942,8 @@ static void t_alloc_failures(void)
         int rc = cfg ? lip_config_load_string(cfg, yaml, strlen(yaml), "alloc", &err) : LIP_ENOMEM;
         lip_alloc_fail_at(0);
         CHECK_MSG(rc == 0 || rc == LIP_ENOMEM, "nth %ld: rc %d (%s)", nth, rc, err.msg);
+        CHECK_MSG(rc == 0 || !cfg || (err.code == rc && err.msg[0]), "nth %ld: err %d '%s'", nth,
+                  err.code, err.msg);
         if (rc == LIP_ENOMEM) nomem++;
         if (rc == 0 && lip_config_model_count(cfg) == 2 && lip_config_warning_count(cfg) == 1 &&
             !strcmp(cfg->server.host, "h"))

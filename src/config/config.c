@@ -791,7 +791,7 @@ int lip_config_resolve_path(const lip_config *cfg, const char *path, char *out, 
 }
 
 /* ---- applying values with precedence -------------------------------------------------------- */
-static int set_role_defaults(lip_config *cfg);
+static int set_role_defaults(lip_config *cfg, lip_err *err);
 
 int cfg_apply(lip_config *cfg, const cfg_ref *ref, const char *scalar, bool is_null,
               const char *const *items, int nitems, bool is_list, const cfg_ctx *ctx,
@@ -833,20 +833,19 @@ int cfg_apply(lip_config *cfg, const cfg_ref *ref, const char *scalar, bool is_n
     }
     store(k, base, &v);
     *src = (unsigned char)ctx->source;
-    if (strcmp(k->name, "server.role") == 0) return set_role_defaults(cfg);
+    if (strcmp(k->name, "server.role") == 0) return set_role_defaults(cfg, err);
     return 0;
 }
 
-static int set_role_defaults(lip_config *cfg)
+static int set_role_defaults(lip_config *cfg, lip_err *err)
 {
     cfg_ctx ctx = {.source = CFG_SRC_ROLE};
-    lip_err err = {0};
     for (size_t i = 0; i < LIP_ARRAY_LEN(role_defaults); i++) {
         cfg_ref ref;
         LIP_ASSERT(cfg_resolve(role_defaults[i].key, &ref) == 1);
         if (cfg->priv_->src[key_index(ref.k)] > CFG_SRC_ROLE) continue;
         int rc = cfg_apply(cfg, &ref, role_defaults[i].value[cfg->server.role], false, NULL, 0,
-                           false, &ctx, &err);
+                           false, &ctx, err);
         if (rc) return rc; /* only out of memory: the table's own values are checked by tests */
     }
     return 0;
