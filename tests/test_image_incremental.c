@@ -8,9 +8,12 @@
  * exactly the composited pixels. Also: hostile arguments, and no allocation once warm. */
 #include "test.h"
 
+#include "avatar/avatar.h"
 #include "image/image.h"
+#include "pipeline/pipeline.h"
 
 #include <stdint.h>
+#include <unistd.h>
 
 static uint32_t rng_state = 2463534242u;
 static uint32_t rnd(void)
@@ -425,6 +428,122 @@ static void t_splice_no_alloc_warm(void)
     lip_image_free(&fr);
 }
 
+/* ---- the pipeline uses the splice (avatar on disk, tiny UNet) ------------------------------ */
+
+/* Writes a 4-frame 640x360 avatar (textured frames, rects at odd positions, one at the bottom
+ * right corner) into dir. */
+static int write_avatar(const char *dir)
+{
+    char p[600];
+    lip_err err = {0};
+    snprintf(p, sizeof p, "%s/frames", dir);
+    if (lip_dir_make(p, &err)) return -1;
+    lip_image img = new_image(640, 360);
+    lip_buf b = {0};
+    for (int i = 0; i < 4; i++) {
+        synth_bg(&img, (uint32_t)(50 + i));
+        if (lip_jpeg_encode(&img, 92, &b, &err)) return -1;
+        snprintf(p, sizeof p, "%s/frames/%06d.jpg", dir, i);
+        if (lip_file_write_atomic(p, b.data, b.len, &err)) return -1;
+    }
+    lip_buf_free(&b);
+    lip_image_free(&img);
+    const char *rects = "[[250,120,431,301],[3,7,180,190],[459,179,640,360],[300,100,489,289]]";
+    snprintf(p, sizeof p, "%s/crop_rects.json", dir);
+    if (lip_file_write_atomic(p, rects, strlen(rects), &err)) return -1;
+    uint8_t *m;
+    size_t n;
+    if (lip_file_read(test_model("unet_tiny.onnx"), 0, &m, &n, &err)) return -1;
+    snprintf(p, sizeof p, "%s/unet.onnx", dir);
+    int rc = lip_file_write_atomic(p, m, n, &err);
+    lip_free(m);
+    return rc;
+}
+
+static int run_format(lip_pipeline *p, lip_avatar *a, int format, int quality, lip_result *res)
+{
+    static float aud[LIP_UNET_AUDIO_FLOATS];
+    for (size_t i = 0; i < LIP_ARRAY_LEN(aud); i++) aud[i] = (float)((i * 7919) % 200) / 100.0f;
+    lip_request r = {.batch = 8, .start_frame = 0, .audio = aud, .n_audio = 1, .format = format,
+                     .quality = quality, .order = LIP_ORDER_PINGPONG};
+    lip_err err = {0};
+    int rc = lip_pipeline_run(p, a, &r, res, &err);
+    if (rc) printf("# pipeline run: %s\n", err.msg);
+    return rc;
+}
+
+/* Incremental pipeline JPEG = full encode (same R) of the pipeline's own composited frame (BGR
+ * output of the same request), byte for byte; the non-incremental pipeline decodes to the same
+ * pixels; a request at another quality is a plain full encode; the avatar's memory figure grows
+ * by the cached streams. */
+static void t_pipeline_uses_splice(void)
+{
+    if (!lip_file_exists(test_model("unet_tiny.onnx"))) SKIP("models/unet_tiny.onnx missing");
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/lipsync-test-incr-%ld", (long)getpid());
+    CHECK_RC(write_avatar(dir));
+    lip_err err = {0};
+    lip_avatar_opts ao = lip_avatar_opts_default();
+    ao.engine.intra_threads = 1;
+    lip_avatar *a = lip_avatar_load(dir, "incr", NULL, &ao, &err);
+    CHECK_MSG(a, "%s", err.msg);
+    lip_pipeline_opts po = lip_pipeline_opts_default();
+    po.threads = 2;
+    lip_pipeline *pin = lip_pipeline_new(&po, &err);
+    po.incremental_jpeg = false;
+    lip_pipeline *pfull = lip_pipeline_new(&po, &err);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_result bgr = {0}, inc = {0}, full = {0}, q90 = {0};
+    if (!a || !pin || !pfull) goto out;
+    size_t mem0 = lip_avatar_memory_bytes(a);
+    CHECK_RC(run_format(pin, a, LIP_OUT_BGR, 0, &bgr));
+    CHECK(lip_avatar_memory_bytes(a) == mem0); /* BGR output builds no JPEG backgrounds */
+    CHECK_RC(run_format(pin, a, LIP_OUT_JPEG, 0, &inc));
+    size_t mem1 = lip_avatar_memory_bytes(a);
+    CHECK_MSG(mem1 > mem0 + 4 * 10000, "memory %zu -> %zu", mem0, mem1);
+    CHECK_RC(run_format(pfull, a, LIP_OUT_JPEG, 0, &full));
+    CHECK_RC(run_format(pin, a, LIP_OUT_JPEG, 90, &q90));
+    int identical = 0, same_pixels = 0, differ_from_plain = 0;
+    for (int i = 0; i < 8 && bgr.count == 8 && inc.count == 8 && full.count == 8; i++) {
+        lip_image fr = {.data = bgr.frames[i].data, .w = 640, .h = 360, .stride = 640 * 3};
+        lip_jpeg_opts o = lip_jpeg_opts_default();
+        o.restart_interval = lip_jpeg_splice_restart(640);
+        lip_buf ref = {0};
+        CHECK_RC(lip_jpeg_enc_encode(e, &fr, &o, &ref, &err));
+        identical += ref.len == inc.frames[i].len &&
+                     memcmp(ref.data, inc.frames[i].data, ref.len) == 0;
+        differ_from_plain += full.frames[i].len != inc.frames[i].len;
+        lip_image da = {0}, db = {0};
+        CHECK_RC(lip_jpeg_decode(inc.frames[i].data, inc.frames[i].len, &da, &err));
+        CHECK_RC(lip_jpeg_decode(full.frames[i].data, full.frames[i].len, &db, &err));
+        same_pixels += da.data && db.data && memcmp(da.data, db.data, 640 * 360 * 3) == 0;
+        lip_image_free(&da);
+        lip_image_free(&db);
+        /* Quality 90 is not the cache's quality: a plain full encode without markers. */
+        o.quality = 90;
+        o.restart_interval = 0;
+        CHECK_RC(lip_jpeg_enc_encode(e, &fr, &o, &ref, &err));
+        CHECK(q90.count == 8 && ref.len == q90.frames[i].len &&
+              memcmp(ref.data, q90.frames[i].data, ref.len) == 0);
+        lip_buf_free(&ref);
+    }
+    CHECK_MSG(identical == 8, "%d of 8 pipeline frames equal to a full encode", identical);
+    CHECK_MSG(same_pixels == 8, "%d of 8 frames decode like the non-incremental ones", same_pixels);
+    CHECK(differ_from_plain == 8);
+out:
+    lip_result_free(&bgr);
+    lip_result_free(&inc);
+    lip_result_free(&full);
+    lip_result_free(&q90);
+    lip_jpeg_enc_free(e);
+    lip_pipeline_free(pin);
+    lip_pipeline_free(pfull);
+    lip_avatar_unref(a);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("# could not remove %s\n", dir);
+}
+
 int main(void)
 {
     RUN(t_restart_choice);
@@ -436,5 +555,6 @@ int main(void)
     RUN(t_splice_fallbacks);
     RUN(t_splice_bad_args);
     RUN(t_splice_no_alloc_warm);
+    RUN(t_pipeline_uses_splice);
     return test_summary();
 }

@@ -37,6 +37,9 @@ struct lip_avatar {
     cache_slot *cache;
     int ncache;
     uint64_t clock;
+    /* lip_avatar_ext: derived data attached by another module (set once) */
+    _Atomic(void *) ext;
+    const lip_avatar_ext_ops *ext_ops;
 };
 
 lip_avatar_opts lip_avatar_opts_default(void)
@@ -335,6 +338,8 @@ static int decode_frame(const uint8_t *d, size_t len, lip_image *img, lip_err *e
 static void avatar_destroy(lip_avatar *a)
 {
     if (!a) return;
+    void *ext = atomic_load(&a->ext);
+    if (ext && a->ext_ops && a->ext_ops->free_fn) a->ext_ops->free_fn(ext);
     for (int i = 0; a->fdata && i < a->n; i++) lip_free(a->fdata[i]);
     lip_free(a->fdata);
     lip_free(a->flen);
@@ -578,7 +583,27 @@ const float *lip_avatar_audio_features(const lip_avatar *a, int *rows)
 }
 size_t lip_avatar_memory_bytes(const lip_avatar *a)
 {
-    return a->mem + (size_t)a->ncache * (size_t)a->w * (size_t)a->h * 3;
+    size_t ext_bytes = 0;
+    void *ext = atomic_load(&((lip_avatar *)a)->ext);
+    if (ext && a->ext_ops && a->ext_ops->bytes_fn) ext_bytes = a->ext_ops->bytes_fn(ext);
+    return a->mem + (size_t)a->ncache * (size_t)a->w * (size_t)a->h * 3 + ext_bytes;
+}
+
+void *lip_avatar_ext(lip_avatar *a, void *ext, const lip_avatar_ext_ops *ops)
+{
+    if (!a) return NULL;
+    if (!ext) return atomic_load(&a->ext);
+    /* Set once under the decode-cache mutex; ext_ops is written before the pointer is published
+     * (seq_cst store), so whoever sees the pointer sees the ops. */
+    pthread_mutex_lock(&a->cmu);
+    void *cur = atomic_load(&a->ext);
+    if (!cur) {
+        a->ext_ops = ops;
+        atomic_store(&a->ext, ext);
+        cur = ext;
+    }
+    pthread_mutex_unlock(&a->cmu);
+    return cur;
 }
 double lip_avatar_load_ms(const lip_avatar *a) { return a->load_ms; }
 

@@ -83,4 +83,18 @@ int lip_avatar_read_rects(const char *path, int **rects, int *count, lip_err *er
 /* Reads rects from landmarks/<i>.lms files (DATA.md formula) for i in [0, count). */
 int lip_avatar_rects_from_landmarks(const char *dir, int count, int **rects, lip_err *err);
 
+/* Derived per-avatar data built lazily by another module and freed with the avatar: the
+ * pipeline attaches its encoded-background cache here (docs/IMAGE.md "Incremental encoding").
+ * lip_avatar_ext(a, NULL, NULL, NULL) returns what is attached (or NULL). With ext != NULL it
+ * attaches ext unless something is attached already, and returns the attached object: ext itself
+ * (the avatar now owns it and calls free_fn(ext) when the last reference goes), or the earlier
+ * one (the caller still owns ext and frees it). bytes_fn (may be NULL) reports ext's memory in
+ * lip_avatar_memory_bytes. Thread-safe (compare-and-swap); the attached object itself must be
+ * thread-safe. */
+typedef struct lip_avatar_ext_ops {
+    void (*free_fn)(void *ext);
+    size_t (*bytes_fn)(const void *ext);
+} lip_avatar_ext_ops;
+void *lip_avatar_ext(lip_avatar *a, void *ext, const lip_avatar_ext_ops *ops);
+
 #endif

@@ -101,6 +101,8 @@ lip_pipeline_opts lip_pipeline_opts_default(void)
     o.feather_px = 10;
     o.jpeg_quality = 75;
     o.png_level = 1;
+    o.incremental_jpeg = true;
+    o.bg_cache_mb = 256;
     return o;
 }
 
@@ -383,6 +385,35 @@ static void prep_one(void *arg, int i)
     c->ms_a[i] = lip_time_ms() - t0;
 }
 
+/* ---- incremental JPEG: the avatar's cache of encoded backgrounds ----------------------------- */
+static void bg_cache_free_ext(void *x) { lip_bg_cache_free(x); }
+static size_t bg_cache_bytes_ext(const void *x) { return lip_bg_cache_bytes(x); }
+static const lip_avatar_ext_ops bg_cache_ops = {bg_cache_free_ext, bg_cache_bytes_ext};
+
+/* The cached background stream of avatar frame af at quality q, built now from bg (the frame's
+ * untouched background) on first use. NULL means "encode in full": the avatar's cache holds
+ * another quality (it keeps the quality of the pipeline that created it), its budget is spent,
+ * or building failed (logged at debug level; the frame itself does not fail). */
+static const lip_jpeg_bg *jpeg_background(stage_ctx *c, lip_jpeg_enc *e, int af,
+                                          const lip_image *bg, int q)
+{
+    lip_bg_cache *bc = lip_avatar_ext(c->a, NULL, NULL);
+    if (!bc) {
+        lip_jpeg_opts jo = lip_jpeg_opts_default();
+        jo.quality = c->p->o.jpeg_quality;
+        size_t budget = (size_t)LIP_MAX(c->p->o.bg_cache_mb, 0) << 20;
+        lip_bg_cache *mine = lip_bg_cache_new(lip_avatar_frame_count(c->a), &jo, budget);
+        if (!mine) return NULL;
+        bc = lip_avatar_ext(c->a, mine, &bg_cache_ops);
+        if (bc != mine) lip_bg_cache_free(mine); /* another thread attached one first */
+    }
+    if (lip_bg_cache_jpeg_opts(bc).quality != q) return NULL;
+    lip_err lerr = {0};
+    const lip_jpeg_bg *jb = lip_bg_cache_jpeg(bc, af, e, bg, &lerr);
+    if (!jb) lip_log_debug("frame %d encoded in full: %s", af, lerr.msg);
+    return jb;
+}
+
 static void post_one(void *arg, int i)
 {
     stage_ctx *c = arg;
@@ -412,6 +443,13 @@ static void post_one(void *arg, int i)
     double t0 = lip_time_ms();
     uint8_t *fb = c->cb->frames + (size_t)i * c->cb->frame_cap;
     lip_image img = {.data = fb, .w = lip_avatar_width(c->a), .h = lip_avatar_height(c->a), .stride = c->stride};
+    int q = r->quality > 0 ? r->quality : c->p->o.jpeg_quality;
+    /* Built before the paste, while the frame buffer still holds the plain background. */
+    const lip_jpeg_bg *jbg = r->format == LIP_OUT_JPEG && c->p->o.incremental_jpeg
+                                 ? jpeg_background(c, tw->jpeg, f->avatar_frame, &img, q)
+                                 : NULL;
+    double tb = lip_time_ms() - t0; /* background build: counted as encode time */
+    t0 += tb;
     int mode = c->p->o.paste_mode == LIP_PIPE_PASTE_EXACT ? LIP_PASTE_EXACT : LIP_PASTE_FEATHER;
     int rc = lip_image_paste(rz, &img, f->rect, mo, c->cb->crops + (size_t)i * CROP_BYTES, mode,
                              c->p->o.feather_px, &c->err[i]);
@@ -425,8 +463,10 @@ static void post_one(void *arg, int i)
     eb->len = 0;
     if (r->format == LIP_OUT_JPEG) {
         lip_jpeg_opts jo = lip_jpeg_opts_default();
-        jo.quality = r->quality > 0 ? r->quality : c->p->o.jpeg_quality;
-        rc = lip_jpeg_enc_encode(tw->jpeg, &img, &jo, eb, &c->err[i]);
+        jo.quality = q;
+        /* The paste wrote only inside f->rect, so the rest of the frame is the background. */
+        rc = jbg ? lip_jpeg_splice_encode(tw->jpeg, jbg, &img, f->rect, NULL, eb, NULL, &c->err[i])
+                 : lip_jpeg_enc_encode(tw->jpeg, &img, &jo, eb, &c->err[i]);
     } else if (r->format == LIP_OUT_PNG) {
         rc = lip_png_encode(&img, c->p->o.png_level, eb, &c->err[i]);
     } else {
@@ -445,7 +485,7 @@ static void post_one(void *arg, int i)
         }
     }
     c->rc[i] = rc;
-    c->ms_c[i] = lip_time_ms() - t1;
+    c->ms_c[i] = lip_time_ms() - t1 + tb;
 }
 
 /* The pool runs prep of one chunk and post of another in a single parallel-for. */

@@ -45,6 +45,13 @@ typedef struct lip_pipeline_opts {
     int feather_px;           /* feather border, px of the output rect; default 10 */
     int jpeg_quality;         /* default 75 */
     int png_level;            /* zlib level for PNG; default 1 */
+    bool incremental_jpeg;    /* JPEG frames spliced into cached background streams with restart
+                                 markers (docs/IMAGE.md "Incremental encoding"); default true.
+                                 Same pixels as a full encode; bytes as a full encode with those
+                                 markers. Requests at another quality than jpeg_quality, and
+                                 frames past the cache budget, are encoded in full. */
+    int bg_cache_mb;          /* per-avatar budget of cached encoded backgrounds, MiB; default 256;
+                                 set by the first pipeline that encodes the avatar */
 } lip_pipeline_opts;
 
 lip_pipeline_opts lip_pipeline_opts_default(void);
