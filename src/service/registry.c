@@ -470,6 +470,9 @@ ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t 
 int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *resp)
 {
     int code = err->code ? err->code : LIP_EINTERNAL;
+    /* §1.6: only responses with success/error fields carry the failure message. */
+    const ProtobufCFieldDescriptor *fs = protobuf_c_message_descriptor_get_field_by_name(d, "success");
+    if (!fs || !protobuf_c_message_descriptor_get_field_by_name(d, "error")) return code;
     void *m = lip_calloc(1, d->sizeof_message);
     if (!m) return code;
     d->message_init(m);

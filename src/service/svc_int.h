@@ -75,7 +75,7 @@ svc_model *svc_find_locked(lip_service *sv, const char *id);
 ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *req, size_t len,
                              lip_err *err);
 /* Packs the API.md §1.6 failure message for response type d (success=false, error=err->msg,
- * everything else default; types without those fields get an all-default message) and returns
+ * everything else default; types without success and error fields get no message) and returns
  * err->code, so handlers can `return svc_fail(...)`. */
 int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *resp);
 /* A float view of a bytes field: the data itself when 4-byte aligned, else a copy in *tmp
