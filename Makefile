@@ -197,7 +197,7 @@ fuzz: $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_TARGETS))
 # `make install PREFIX=/usr/local DESTDIR=`: PREFIX/bin/lipsync (relinked with the run path
 # $ORIGIN/../lib/lipsync, so the build tree is not needed), the ONNX Runtime libraries in
 # PREFIX/lib/lipsync, the systemd unit in SYSTEMD_UNITDIR (its paths rewritten to PREFIX), the
-# example config in PREFIX/share/lipsync/ and, if none is there yet, SYSCONFDIR/lipsync/lipsync.yaml.
+# example config in PREFIX/share/lipsync/, docs/*.md in PREFIX/share/doc/lipsync/ and, if none is there yet, SYSCONFDIR/lipsync/lipsync.yaml.
 PREFIX          ?= /usr/local
 DESTDIR         ?=
 SYSCONFDIR      ?= /etc
@@ -216,6 +216,8 @@ install: $(BIN)
 	    deploy/lipsync.service > $(DESTDIR)$(SYSTEMD_UNITDIR)/lipsync.service
 	chmod 0644 $(DESTDIR)$(SYSTEMD_UNITDIR)/lipsync.service
 	install -m 0644 deploy/lipsync.yaml $(DESTDIR)$(PREFIX)/share/lipsync/lipsync.yaml.example
+	install -d $(DESTDIR)$(PREFIX)/share/doc/lipsync
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/lipsync/
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml ]; then \
 	    echo "  keeping existing $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml"; \
 	else install -m 0644 deploy/lipsync.yaml $(DESTDIR)$(SYSCONFDIR)/lipsync/lipsync.yaml; fi
