@@ -359,6 +359,48 @@ def inference():
         "inference UnloadModel + ListModels")
 
 
+PATHS = {
+    "lipsync.LipSyncComposite": ["InferBatchComposite", "Health"],
+    "lipsync.LipSync": ["InferBatch", "Health"],
+    "monolithic.MonolithicService": [],  # not enabled on this listener: UNIMPLEMENTED
+    "compositing.CompositingService": ["InferBatchComposite", "ListModels", "LoadModel",
+                                       "UnloadModel", "GetModelStats", "Health"],
+    "inference.InferenceService": ["InferBatch", "ListModels", "LoadModel", "UnloadModel",
+                                   "GetModelStats", "Health"],
+    "optimized_lipsyncsrv.OptimizedLipSyncService": [
+        "GenerateInference", "GenerateBatchInference", "GenerateBatchWithAudio",
+        "StreamInference", "LoadPackage", "GetStats", "ListModels", "HealthCheck",
+        "GetVideoFrame", "GetModelMetadata"],
+    "grpc.health.v1.Health": ["Check"],
+}
+
+
+@run
+def hostile_bytes():
+    # Random bytes (and truncated varints, huge length prefixes) to every unary-callable path:
+    # every call must end with a status (any), and the server must stay up and healthy.
+    rng = np.random.RandomState(7)
+    payloads = [b"\xff" * 11, b"\x0a\xff\xff\xff\xff\x0f", b"\x12\x80\x80\x80\x80\x08abc",
+                b"\x28\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"]
+    payloads += [rng.bytes(int(n)) for n in rng.randint(1, 3000, 4)]
+    answered = total = 0
+    for svc, methods in PATHS.items():
+        for m in methods:
+            call = chan.unary_unary("/%s/%s" % (svc, m))
+            for p in payloads:
+                total += 1
+                try:
+                    call(p, timeout=30)
+                    answered += 1
+                except grpc.RpcError as e:
+                    answered += e.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+    tap(answered == total, "garbage to every path: all %d calls answered" % total,
+        "%d of %d" % (answered, total))
+    tap(srv.poll() is None and
+        health.Check(hpb.HealthCheckRequest(service=""), timeout=5).status == 1,
+        "server alive and SERVING after the garbage")
+
+
 srv.send_signal(signal.SIGTERM)
 try:
     rc = srv.wait(timeout=20)
