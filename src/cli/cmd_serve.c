@@ -106,6 +106,9 @@ int lip_cli_serve(int argc, char **argv)
         lip_config_free(cfg);
         return 2;
     }
+    if (*cfg->inference_server.url)
+        lip_log_warn("serve: inference_server.url '%s' is ignored: this build runs inference "
+                     "in-process", cfg->inference_server.url);
     for (int i = 0; i < lip_config_warning_count(cfg); i++)
         lip_log_warn("config: %s", lip_config_warning(cfg, i));
     if (print_config) {

@@ -357,6 +357,7 @@ int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool 
     pthread_mutex_unlock(&sv->load_mu);
     lip_avatar_unref(old);
     *load_ms = ms;
+    if (sv->srv) lip_service_update_health(sv, sv->srv);
     lip_log_info("service: model '%s' loaded in %.0f ms (%d frames)", id, ms,
                  lip_avatar_frame_count(a));
     return 0;
@@ -377,6 +378,8 @@ int svc_unload(lip_service *sv, const char *id, lip_err *err)
     pthread_mutex_unlock(&sv->load_mu);
     if (!m) return lip_err_set(err, LIP_ENOTFOUND, "model '%s' not found", id);
     lip_avatar_unref(a);
+    /* Unloading the default model with auto-load off makes the services NOT_SERVING. */
+    if (sv->srv) lip_service_update_health(sv, sv->srv);
     return 0;
 }
 
