@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static uint32_t rng_state = 2463534242u;
 static uint32_t rnd(void)
@@ -544,6 +545,187 @@ out:
     if (system(cmd) != 0) printf("# could not remove %s\n", dir);
 }
 
+/* ---- incremental PNG --------------------------------------------------------------------- */
+
+/* Independent structural check of a PNG: chunk CRCs, IDATs concatenated and inflated by zlib
+ * (which verifies the Adler-32), inflated size = h * (1 + 3w). Returns 1 when all hold. */
+static int png_structure_ok(const uint8_t *d, size_t len, int w, int h)
+{
+    if (len < 8 + 25 + 12 || memcmp(d + 1, "PNG", 3) != 0) return 0;
+    size_t p = 8, zn = 0;
+    uint8_t *z = malloc(len);
+    int iend = 0;
+    while (z && p + 12 <= len && !iend) {
+        uint32_t n = (uint32_t)d[p] << 24 | (uint32_t)d[p + 1] << 16 | (uint32_t)d[p + 2] << 8 | d[p + 3];
+        if (p + 12 + n > len) break;
+        uint32_t crc = (uint32_t)d[p + 8 + n] << 24 | (uint32_t)d[p + 9 + n] << 16 |
+                       (uint32_t)d[p + 10 + n] << 8 | d[p + 11 + n];
+        if (crc32(0, d + p + 4, n + 4) != crc) {
+            printf("# chunk at %zu: CRC mismatch\n", p);
+            free(z);
+            return 0;
+        }
+        if (!memcmp(d + p + 4, "IDAT", 4)) {
+            memcpy(z + zn, d + p + 8, n);
+            zn += n;
+        }
+        iend = !memcmp(d + p + 4, "IEND", 4);
+        p += 12 + n;
+    }
+    uLongf rawn = (uLongf)h * (1 + 3 * (uLongf)w);
+    uint8_t *raw = malloc(rawn + 1);
+    uLongf got = rawn + 1;
+    int zr = z && raw ? uncompress(raw, &got, z, zn) : Z_MEM_ERROR;
+    free(z);
+    free(raw);
+    if (zr != Z_OK || got != rawn || !iend || p != len) {
+        printf("# inflate %d, %lu of %lu bytes, IEND %d, %zu of %zu bytes parsed\n", zr,
+               (unsigned long)got, (unsigned long)rawn, iend, p, len);
+        return 0;
+    }
+    return 1;
+}
+
+/* Incremental PNG of frame against bg_img, compared with the piecewise encode of the whole frame
+ * and decoded back to exactly the frame's pixels. */
+static int png_case(lip_png_enc *e, const lip_image *bgi, const lip_image *fr, const int rect[4],
+                    int level, int crop_level)
+{
+    lip_err err = {0};
+    int ok = 1;
+    lip_png_bg *bg = lip_png_bg_new(bgi, rect, level, crop_level, &err);
+    lip_png_bg *ref = lip_png_bg_new(fr, rect, level, crop_level, &err);
+    lip_buf a = {0}, b = {0};
+    bool inc = false, inc2 = false;
+    if (!bg || !ref) {
+        printf("# png bg: %s\n", err.msg);
+        ok = 0;
+    }
+    if (ok && (lip_png_piece_encode(e, bg, fr, rect, level, &a, &inc, &err) ||
+               lip_png_piece_encode(e, ref, fr, rect, level, &b, &inc2, &err))) {
+        printf("# png pieces: %s\n", err.msg);
+        ok = 0;
+    }
+    if (ok && (!inc || !inc2 || a.len != b.len || memcmp(a.data, b.data, a.len) != 0)) {
+        printf("# png [%d,%d,%d,%d] %dx%d L%d/%d: %zu vs %zu bytes, differ\n", rect[0], rect[1],
+               rect[2], rect[3], fr->w, fr->h, level, crop_level, a.len, b.len);
+        ok = 0;
+    }
+    if (ok && !png_structure_ok(a.data, a.len, fr->w, fr->h)) ok = 0;
+    lip_image dec = {0};
+    if (ok && lip_png_decode(a.data, a.len, &dec, &err)) {
+        printf("# png decode: %s\n", err.msg);
+        ok = 0;
+    }
+    for (int y = 0; ok && y < fr->h; y++)
+        if (memcmp(dec.data + (size_t)y * dec.stride, fr->data + (size_t)y * fr->stride,
+                   (size_t)fr->w * 3) != 0) {
+            printf("# png decode differs in row %d\n", y);
+            ok = 0;
+        }
+    lip_image_free(&dec);
+    lip_buf_free(&a);
+    lip_buf_free(&b);
+    lip_png_bg_free(bg);
+    lip_png_bg_free(ref);
+    return ok;
+}
+
+/* Rects at every edge and corner (the row below the rect missing at the bottom edge, the last
+ * cached piece empty at the bottom-right), odd sizes, one pixel; cached levels 0, 1 (Z_RLE), 6;
+ * crop stored and deflated. */
+static void t_png_positions(void)
+{
+    lip_png_enc *e = lip_png_enc_new();
+    static const int sizes[][2] = {{640, 360}, {101, 67}};
+    int cases = 0, good = 0;
+    for (size_t si = 0; si < LIP_ARRAY_LEN(sizes); si++) {
+        int w = sizes[si][0], h = sizes[si][1];
+        lip_image bgi = new_image(w, h), fr = new_image(w, h);
+        synth_bg(&bgi, (uint32_t)(77 + si));
+        int rw = LIP_MIN(183, w / 3), rh = LIP_MIN(181, h / 3);
+        int rects[][4] = {{w / 3, h / 3, w / 3 + rw, h / 3 + rh},
+                          {0, 0, rw, rh},
+                          {w - rw, 0, w, rh},
+                          {0, h - rh, rw, h},
+                          {w - rw, h - rh, w, h},
+                          {w - 1, h - 1, w, h},
+                          {0, 0, 1, 1},
+                          {0, h / 2, w, h / 2 + 3}};
+        static const int levels[][2] = {{1, 0}, {6, 0}, {0, 0}, {1, 1}, {1, 6}};
+        for (size_t i = 0; i < LIP_ARRAY_LEN(rects); i++)
+            for (size_t l = 0; l < LIP_ARRAY_LEN(levels); l++) {
+                if (si == 0 && l > 1 && i > 1) continue; /* the level matrix on two rects */
+                copy_image(&fr, &bgi);
+                paint_rect(&fr, rects[i], (uint32_t)(i * 10 + l));
+                cases++;
+                good += png_case(e, &bgi, &fr, rects[i], levels[l][0], levels[l][1]);
+            }
+        lip_image_free(&bgi);
+        lip_image_free(&fr);
+    }
+    CHECK_MSG(good == cases, "%d of %d PNG cases", good, cases);
+    lip_png_enc_free(e);
+}
+
+/* The comparison can fail (a change outside the rect), a changed rect smaller than the cached
+ * one is fine, and the fallbacks give a lip_png_encode PNG. */
+static void t_png_negative_and_fallbacks(void)
+{
+    lip_png_enc *e = lip_png_enc_new();
+    lip_image bgi = new_image(320, 200), fr = new_image(320, 200);
+    synth_bg(&bgi, 99);
+    lip_err err = {0};
+    const int r[4] = {100, 50, 283, 181}, inner[4] = {120, 60, 200, 150};
+    lip_png_bg *bg = lip_png_bg_new(&bgi, r, 1, 0, &err);
+    CHECK_MSG(bg, "%s", err.msg);
+    copy_image(&fr, &bgi);
+    paint_rect(&fr, inner, 5);
+    lip_buf a = {0};
+    bool inc = false;
+    CHECK_RC(lip_png_piece_encode(e, bg, &fr, inner, 1, &a, &inc, &err));
+    CHECK(inc);
+    lip_image dec = {0};
+    CHECK_RC(lip_png_decode(a.data, a.len, &dec, &err));
+    CHECK(dec.data && memcmp(dec.data, fr.data, (size_t)320 * 200 * 3) == 0);
+    lip_image_free(&dec);
+    /* A pixel changed outside the rect is not seen (the caller's guarantee): decode differs. */
+    fr.data[3 * 5] ^= 0x40;
+    CHECK_RC(lip_png_piece_encode(e, bg, &fr, inner, 1, &a, &inc, &err));
+    CHECK_RC(lip_png_decode(a.data, a.len, &dec, &err));
+    CHECK(dec.data && memcmp(dec.data, fr.data, (size_t)320 * 200 * 3) != 0);
+    lip_image_free(&dec);
+    /* Fallbacks: rect outside the cached one, other level. */
+    const int outside[4] = {90, 50, 200, 150};
+    CHECK_RC(lip_png_piece_encode(e, bg, &fr, outside, 1, &a, &inc, &err));
+    CHECK(!inc);
+    CHECK_RC(lip_png_decode(a.data, a.len, &dec, &err));
+    CHECK(dec.data && memcmp(dec.data, fr.data, (size_t)320 * 200 * 3) == 0);
+    lip_image_free(&dec);
+    CHECK_RC(lip_png_piece_encode(e, bg, &fr, inner, 3, &a, &inc, &err));
+    CHECK(!inc);
+    /* Bad arguments. */
+    const int bad[4] = {10, 10, 400, 20};
+    CHECK(lip_png_piece_encode(e, bg, &fr, bad, 1, &a, &inc, &err) == LIP_EINVAL &&
+          strstr(err.msg, "rect"));
+    CHECK(lip_png_bg_new(&bgi, bad, 1, 0, &err) == NULL && err.code == LIP_EINVAL);
+    CHECK(lip_png_bg_new(&bgi, r, 10, 0, &err) == NULL && err.code == LIP_EINVAL);
+    CHECK(lip_png_piece_encode(NULL, bg, &fr, r, 1, &a, &inc, &err) == LIP_EINVAL);
+    lip_png_bg_free(NULL);
+    lip_png_enc_free(NULL);
+    /* Warm: no allocation of ours. */
+    CHECK_RC(lip_png_piece_encode(e, bg, &fr, r, 1, &a, &inc, &err));
+    lip_alloc_fail_at(1);
+    int rc = lip_png_piece_encode(e, bg, &fr, r, 1, &a, &inc, &err);
+    lip_alloc_fail_at(0);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    lip_buf_free(&a);
+    lip_png_bg_free(bg);
+    lip_png_enc_free(e);
+    lip_image_free(&bgi);
+    lip_image_free(&fr);
+}
+
 int main(void)
 {
     RUN(t_restart_choice);
@@ -555,6 +737,8 @@ int main(void)
     RUN(t_splice_fallbacks);
     RUN(t_splice_bad_args);
     RUN(t_splice_no_alloc_warm);
+    RUN(t_png_positions);
+    RUN(t_png_negative_and_fallbacks);
     RUN(t_pipeline_uses_splice);
     return test_summary();
 }
