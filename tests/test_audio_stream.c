@@ -244,6 +244,33 @@ static void t_chunks(void)
     CHECK(strstr(err.msg, "audio_chunks[9] sample 0 is NaN") != NULL);
 }
 
+static void t_workspace(void)
+{
+    if (!setup()) SKIP("models/audio_encoder_tiny.onnx not available");
+    lip_err err = {0};
+    lip_audio_ws *ws = lip_audio_ws_new(&err);
+    CHECK(ws != NULL);
+    static float a[8 * 8192], b[8 * 8192];
+    /* Different sizes through one workspace: each equals the workspace-free call. */
+    static const int cfg[][2] = {{103, 8}, {0, 1}, {40, 8}, {7, 3}, {200, 8}};
+    for (size_t i = 0; i < LIP_ARRAY_LEN(cfg); i++) {
+        int s = cfg[i][0], B = cfg[i][1], first = s > 8 ? s - 8 : 0;
+        size_t n = (size_t)(s + B + 7 - first) * 640;
+        CHECK_RC(lip_audio_request_tensors(g_enc, g_pcm + 640 * first, n, s, B, false, a, NULL, &err));
+        CHECK_RC(lip_audio_request_tensors_ws(ws, g_enc, g_pcm + 640 * first, n, s, B, false, b, NULL, &err));
+        CHECK(memcmp(a, b, (size_t)B * 8192 * sizeof(float)) == 0);
+    }
+    /* Once warm, a request no larger than before allocates nothing of ours: it succeeds even
+     * when the next allocation would fail. */
+    lip_alloc_fail_at(1);
+    CHECK_RC(lip_audio_request_tensors_ws(ws, g_enc, g_pcm + 640 * 92, 640 * 23, 100, 8, false, b, NULL, &err));
+    lip_alloc_fail_at(1);
+    CHECK(lip_audio_request_tensors(g_enc, g_pcm + 640 * 92, 640 * 23, 100, 8, false, b, NULL, &err) == LIP_ENOMEM);
+    lip_alloc_fail_at(0);
+    lip_audio_ws_free(ws);
+    lip_audio_ws_free(NULL);
+}
+
 static void t_request_errors(void)
 {
     if (!setup()) SKIP("models/audio_encoder_tiny.onnx not available");
@@ -425,6 +452,7 @@ int main(void)
     RUN(t_frame_tensor_layout);
     RUN(t_request_alignment);
     RUN(t_chunks);
+    RUN(t_workspace);
     RUN(t_request_errors);
     RUN(t_stream_equals_whole);
     RUN(t_stream_low_latency);

@@ -104,7 +104,8 @@ void lip_audio_frame_tensor(const float *rows, int nrows, int first_row_frame, i
  * start_frame is ignored. out receives batch x 8192 floats (caller-owned). *ms (may be NULL)
  * gets the wall time spent. Fails with LIP_EINVAL on batch < 1, start_frame < 0, empty or
  * non-finite audio, or fewer than LIP_AUDIO_MIN_SAMPLES usable samples; LIP_EENGINE. Allocates
- * its scratch once per call (never per frame). Thread-safe. */
+ * its scratch once per call (never per frame; lip_audio_request_tensors_ws reuses a workspace
+ * instead). Thread-safe. */
 int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int start_frame,
                               int batch, bool inference_variant, float *out, double *ms,
                               lip_err *err);
@@ -118,6 +119,21 @@ int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int s
 int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, const size_t *lens,
                              int nchunks, int start_frame, int frame_count, float *out,
                              double *ms, lip_err *err);
+
+/* Reusable scratch for the request functions: FFT plan and buffers that grow to the largest
+ * request seen and are then reused, so a serving thread that keeps one workspace allocates
+ * nothing per request once warm. Not thread-safe: one per thread. NULL on LIP_ENOMEM. */
+typedef struct lip_audio_ws lip_audio_ws;
+lip_audio_ws *lip_audio_ws_new(lip_err *err);
+void lip_audio_ws_free(lip_audio_ws *ws);
+/* lip_audio_request_tensors / lip_audio_chunks_tensors on a workspace (ws NULL: a temporary
+ * one, as the functions above do). Same results bit for bit. */
+int lip_audio_request_tensors_ws(lip_audio_ws *ws, lip_engine *enc, const float *pcm, size_t n,
+                                 int start_frame, int batch, bool inference_variant, float *out,
+                                 double *ms, lip_err *err);
+int lip_audio_chunks_tensors_ws(lip_audio_ws *ws, lip_engine *enc, const uint8_t *const *chunks,
+                                const size_t *lens, int nchunks, int start_frame,
+                                int frame_count, float *out, double *ms, lip_err *err);
 
 /* ---- input formats ------------------------------------------------------------------------ */
 /* float32 little-endian wire bytes (raw_audio) to samples. The length must be a non-zero

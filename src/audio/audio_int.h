@@ -33,6 +33,31 @@ void lip_audio_plan_fini(lip_audio_plan *p);
 void lip_audio_mel_frame(lip_audio_plan *p, const double *seg, float *norm80,
                          const lip_audio_frame_dbg *dbg);
 
+/* Reusable per-thread scratch for whole clips and requests (see lip_audio_ws_new). Buffers
+ * grow to the largest clip seen and are kept. */
+struct lip_audio_ws {
+    lip_audio_plan plan;
+    double *pad;   /* zero-padded pre-emphasized clip */
+    size_t pad_cap;
+    float *mel;    /* [M][80] */
+    size_t mel_cap;
+    float *rows;   /* [(L+2)][512] */
+    size_t rows_cap;
+    float *pcm;    /* concatenated audio_chunks */
+    size_t pcm_cap;
+    float *win;    /* [LIP_AUDIO_ENC_BATCH][80*16], aligned */
+};
+/* Grows *buf (elements of size `size`) to at least `need` elements. */
+int lip_audio_ws_grow(void **buf, size_t *cap, size_t need, size_t size, lip_err *err);
+/* Normalized mel of pcm into ws->mel (st may be NULL); *M its rows. Input already checked. */
+int lip_audio_ws_mel(lip_audio_ws *ws, const float *pcm, size_t n, lip_audio_stages *st, int *M,
+                     lip_err *err);
+/* Padded features of ws->mel (M rows) into ws->rows; *nrows = L + 2. */
+int lip_audio_ws_features(lip_audio_ws *ws, lip_engine *enc, const float *mel, int M, int *nrows,
+                          lip_err *err);
+/* Checks pcm: non-empty, within LIP_AUDIO_MAX_SAMPLES, finite. */
+int lip_audio_check_pcm(const float *pcm, size_t n, lip_err *err);
+
 /* Pre-emphasis of one sample given the previous input sample (0 before the first), kept in
  * double (float32 rounding here alone would cost ~1e-5 in quiet bands of loud frames). */
 static inline double lip_audio_preemph1(float x, float prev)

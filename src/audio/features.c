@@ -23,10 +23,9 @@ void lip_audio_windows(const float *mel, int M, int first, int count, float *out
     }
 }
 
-int lip_audio_features_from_mel(lip_engine *enc, const float *mel, int M, float **rows,
-                                int *nrows, lip_err *err)
+int lip_audio_ws_features(lip_audio_ws *ws, lip_engine *enc, const float *mel, int M, int *nrows,
+                          lip_err *err)
 {
-    *rows = NULL;
     *nrows = 0;
     if (!enc) return lip_err_set(err, LIP_EPRECOND, "no audio encoder model was given");
     int L = lip_audio_window_count(M);
@@ -34,31 +33,45 @@ int lip_audio_features_from_mel(lip_engine *enc, const float *mel, int M, float 
         return lip_err_set(err, LIP_EINVAL,
                            "audio gives %d mel frames; at least %d (one encoder window, %d "
                            "samples) are needed", M, LIP_AUDIO_WIN, LIP_AUDIO_MIN_SAMPLES);
-    float *out = lip_malloc((size_t)(L + 2) * LIP_AUDIO_FEAT * sizeof *out);
-    float *win = lip_aligned_alloc((size_t)LIP_AUDIO_ENC_BATCH * LIP_ENC_IN_FLOATS * sizeof *win);
-    if (!out || !win) {
-        lip_free(out);
-        lip_free_aligned(win);
-        return lip_err_set(err, LIP_ENOMEM, "out of memory for %d feature rows", L + 2);
-    }
-    int rc = 0;
+    int rc = lip_audio_ws_grow((void **)&ws->rows, &ws->rows_cap,
+                               (size_t)(L + 2) * LIP_AUDIO_FEAT, sizeof(float), err);
+    if (rc) return rc;
+    float *out = ws->rows;
     /* Window w's features go to padded row w + 1; rows 0 and L + 1 are copies. */
     for (int w = 0; w < L && !rc; w += LIP_AUDIO_ENC_BATCH) {
         int b = LIP_MIN(LIP_AUDIO_ENC_BATCH, L - w);
-        lip_audio_windows(mel, M, w, b, win);
-        rc = lip_engine_run_encoder(enc, win, b, out + (size_t)(w + 1) * LIP_AUDIO_FEAT, err);
+        lip_audio_windows(mel, M, w, b, ws->win);
+        rc = lip_engine_run_encoder(enc, ws->win, b, out + (size_t)(w + 1) * LIP_AUDIO_FEAT, err);
     }
-    lip_free_aligned(win);
-    if (rc) {
-        lip_free(out);
-        return lip_err_prefix(err, "audio encoder");
-    }
+    if (rc) return lip_err_prefix(err, "audio encoder");
     memcpy(out, out + LIP_AUDIO_FEAT, LIP_AUDIO_FEAT * sizeof *out);
     memcpy(out + (size_t)(L + 1) * LIP_AUDIO_FEAT, out + (size_t)L * LIP_AUDIO_FEAT,
            LIP_AUDIO_FEAT * sizeof *out);
-    *rows = out;
     *nrows = L + 2;
     return 0;
+}
+
+int lip_audio_features_from_mel(lip_engine *enc, const float *mel, int M, float **rows,
+                                int *nrows, lip_err *err)
+{
+    *rows = NULL;
+    *nrows = 0;
+    lip_audio_ws *ws = lip_audio_ws_new(err);
+    if (!ws) return LIP_ENOMEM;
+    int rc = lip_audio_ws_features(ws, enc, mel, M, nrows, err);
+    if (!rc) {
+        *rows = ws->rows; /* the caller takes the buffer */
+        ws->rows = NULL;
+    }
+    lip_audio_ws_free(ws);
+    return rc;
+}
+
+static int short_clip(size_t n, lip_err *err)
+{
+    return lip_err_set(err, LIP_EINVAL,
+                       "audio has %zu samples; at least %d (one 16-frame mel window) are needed",
+                       n, LIP_AUDIO_MIN_SAMPLES);
 }
 
 int lip_audio_features(lip_engine *enc, const float *pcm, size_t n, float **rows, int *nrows,
@@ -67,16 +80,19 @@ int lip_audio_features(lip_engine *enc, const float *pcm, size_t n, float **rows
     *rows = NULL;
     *nrows = 0;
     if (!enc) return lip_err_set(err, LIP_EPRECOND, "no audio encoder model was given");
-    if (n > 0 && n < LIP_AUDIO_MIN_SAMPLES)
-        return lip_err_set(err, LIP_EINVAL,
-                           "audio has %zu samples; at least %d (one 16-frame mel window) are "
-                           "needed", n, LIP_AUDIO_MIN_SAMPLES);
-    float *mel = NULL;
-    int M = 0;
-    int rc = lip_audio_mel(pcm, n, &mel, &M, err);
+    int rc = lip_audio_check_pcm(pcm, n, err);
     if (rc) return rc;
-    rc = lip_audio_features_from_mel(enc, mel, M, rows, nrows, err);
-    lip_free(mel);
+    if (n < LIP_AUDIO_MIN_SAMPLES) return short_clip(n, err);
+    lip_audio_ws *ws = lip_audio_ws_new(err);
+    if (!ws) return LIP_ENOMEM;
+    int M = 0;
+    rc = lip_audio_ws_mel(ws, pcm, n, NULL, &M, err);
+    if (!rc) rc = lip_audio_ws_features(ws, enc, ws->mel, M, nrows, err);
+    if (!rc) {
+        *rows = ws->rows;
+        ws->rows = NULL;
+    }
+    lip_audio_ws_free(ws);
     return rc;
 }
 
@@ -93,9 +109,9 @@ void lip_audio_frame_tensor(const float *rows, int nrows, int first_row_frame, i
     }
 }
 
-int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int start_frame,
-                              int batch, bool inference_variant, float *out, double *ms,
-                              lip_err *err)
+int lip_audio_request_tensors_ws(lip_audio_ws *ws, lip_engine *enc, const float *pcm, size_t n,
+                                 int start_frame, int batch, bool inference_variant, float *out,
+                                 double *ms, lip_err *err)
 {
     double t0 = lip_time_ms();
     if (ms) *ms = 0;
@@ -122,20 +138,31 @@ int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int s
         return lip_err_set(err, LIP_EINVAL,
                            "raw_audio gives %zu usable samples (of %zu sent); at least %d (one "
                            "16-frame mel window) are needed", used, n, LIP_AUDIO_MIN_SAMPLES);
-    float *rows = NULL;
-    int nrows = 0;
-    int rc = lip_audio_features(enc, pcm, used, &rows, &nrows, err);
-    if (rc) return rc;
-    for (int b = 0; b < batch; b++)
-        lip_audio_frame_tensor(rows, nrows, (int)a, (int)(s + b), out + (size_t)b * LIP_AUDIO_TENSOR);
-    lip_free(rows);
-    if (ms) *ms = lip_time_ms() - t0;
-    return 0;
+    lip_audio_ws *tmp = NULL;
+    if (!ws && !(ws = tmp = lip_audio_ws_new(err))) return LIP_ENOMEM;
+    int M = 0, nrows = 0;
+    int rc = lip_audio_ws_mel(ws, pcm, used, NULL, &M, err);
+    if (!rc) rc = lip_audio_ws_features(ws, enc, ws->mel, M, &nrows, err);
+    if (!rc)
+        for (int b = 0; b < batch; b++)
+            lip_audio_frame_tensor(ws->rows, nrows, (int)a, (int)(s + b),
+                                   out + (size_t)b * LIP_AUDIO_TENSOR);
+    lip_audio_ws_free(tmp);
+    if (!rc && ms) *ms = lip_time_ms() - t0;
+    return rc;
 }
 
-int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, const size_t *lens,
-                             int nchunks, int start_frame, int frame_count, float *out,
-                             double *ms, lip_err *err)
+int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int start_frame,
+                              int batch, bool inference_variant, float *out, double *ms,
+                              lip_err *err)
+{
+    return lip_audio_request_tensors_ws(NULL, enc, pcm, n, start_frame, batch, inference_variant,
+                                        out, ms, err);
+}
+
+int lip_audio_chunks_tensors_ws(lip_audio_ws *ws, lip_engine *enc, const uint8_t *const *chunks,
+                                const size_t *lens, int nchunks, int start_frame,
+                                int frame_count, float *out, double *ms, lip_err *err)
 {
     if (ms) *ms = 0;
     if (frame_count < 1) return lip_err_set(err, LIP_EINVAL, "frame_count must be >= 1, got %d", frame_count);
@@ -159,20 +186,32 @@ int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, cons
     }
     size_t n = (size_t)(used - first) * LIP_AUDIO_FRAME_SAMPLES;
     if (n == 0) return lip_err_set(err, LIP_EINVAL, "audio_chunks hold no audio for frames >= 0");
-    float *pcm = lip_malloc(n * sizeof *pcm);
-    if (!pcm) return lip_err_set(err, LIP_ENOMEM, "out of memory for %zu samples", n);
-    for (int j = first; j < used; j++)
-        memcpy(pcm + (size_t)(j - first) * LIP_AUDIO_FRAME_SAMPLES, chunks[j], lens[j]);
-    long bad = lip_audio_find_nonfinite(pcm, n);
-    int rc;
-    if (bad >= 0)
-        rc = lip_err_set(err, LIP_EINVAL, "audio_chunks[%ld] sample %ld is %s; samples must be "
-                         "finite", first + bad / LIP_AUDIO_FRAME_SAMPLES,
-                         bad % LIP_AUDIO_FRAME_SAMPLES, isnan(pcm[bad]) ? "NaN" : "infinite");
-    else
-        rc = lip_audio_request_tensors(enc, pcm, n, start_frame, frame_count, false, out, ms, err);
-    lip_free(pcm);
+    lip_audio_ws *tmp = NULL;
+    if (!ws && !(ws = tmp = lip_audio_ws_new(err))) return LIP_ENOMEM;
+    int rc = lip_audio_ws_grow((void **)&ws->pcm, &ws->pcm_cap, n, sizeof(float), err);
+    if (!rc) {
+        float *pcm = ws->pcm;
+        for (int j = first; j < used; j++)
+            memcpy(pcm + (size_t)(j - first) * LIP_AUDIO_FRAME_SAMPLES, chunks[j], lens[j]);
+        long bad = lip_audio_find_nonfinite(pcm, n);
+        if (bad >= 0)
+            rc = lip_err_set(err, LIP_EINVAL, "audio_chunks[%ld] sample %ld is %s; samples must "
+                             "be finite", first + bad / LIP_AUDIO_FRAME_SAMPLES,
+                             bad % LIP_AUDIO_FRAME_SAMPLES, isnan(pcm[bad]) ? "NaN" : "infinite");
+        else
+            rc = lip_audio_request_tensors_ws(ws, enc, pcm, n, start_frame, frame_count, false,
+                                              out, ms, err);
+    }
+    lip_audio_ws_free(tmp);
     return rc;
+}
+
+int lip_audio_chunks_tensors(lip_engine *enc, const uint8_t *const *chunks, const size_t *lens,
+                             int nchunks, int start_frame, int frame_count, float *out,
+                             double *ms, lip_err *err)
+{
+    return lip_audio_chunks_tensors_ws(NULL, enc, chunks, lens, nchunks, start_frame,
+                                       frame_count, out, ms, err);
 }
 
 int lip_audio_pcm_from_bytes(const void *bytes, size_t len, float **pcm, size_t *n, lip_err *err)

@@ -247,7 +247,7 @@ long lip_audio_find_nonfinite(const float *pcm, size_t n)
     return -1;
 }
 
-static int check_pcm(const float *pcm, size_t n, lip_err *err)
+int lip_audio_check_pcm(const float *pcm, size_t n, lip_err *err)
 {
     if (n == 0 || !pcm) return lip_err_set(err, LIP_EINVAL, "audio is empty (0 samples)");
     if (n > LIP_AUDIO_MAX_SAMPLES)
@@ -260,27 +260,73 @@ static int check_pcm(const float *pcm, size_t n, lip_err *err)
     return 0;
 }
 
+int lip_audio_ws_grow(void **buf, size_t *cap, size_t need, size_t size, lip_err *err)
+{
+    if (need <= *cap) return 0;
+    size_t want = need + need / 4; /* headroom so slightly longer requests do not regrow */
+    void *p = lip_realloc(*buf, want * size);
+    if (!p) return lip_err_set(err, LIP_ENOMEM, "out of memory for %zu audio values", want);
+    *buf = p;
+    *cap = want;
+    return 0;
+}
+
+lip_audio_ws *lip_audio_ws_new(lip_err *err)
+{
+    lip_audio_ws *ws = lip_calloc(1, sizeof *ws);
+    if (!ws) {
+        lip_err_set(err, LIP_ENOMEM, "out of memory for an audio workspace");
+        return NULL;
+    }
+    ws->win = lip_aligned_alloc((size_t)LIP_AUDIO_ENC_BATCH * LIP_ENC_IN_FLOATS * sizeof(float));
+    if (!ws->win) {
+        lip_free(ws);
+        lip_err_set(err, LIP_ENOMEM, "out of memory for an audio workspace");
+        return NULL;
+    }
+    if (lip_audio_plan_init(&ws->plan, err)) {
+        lip_audio_ws_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void lip_audio_ws_free(lip_audio_ws *ws)
+{
+    if (!ws) return;
+    lip_audio_plan_fini(&ws->plan);
+    lip_free(ws->pad);
+    lip_free(ws->mel);
+    lip_free(ws->rows);
+    lip_free(ws->pcm);
+    lip_free_aligned(ws->win);
+    lip_free(ws);
+}
+
 /* Runs every frame of a clip: builds the zero-padded pre-emphasized signal once, then hands
  * each 800-sample segment to lip_audio_mel_frame. st may be NULL (mel only). */
-static int run_clip(const float *pcm, size_t n, float *mel, lip_audio_stages *st, lip_err *err)
+int lip_audio_ws_mel(lip_audio_ws *ws, const float *pcm, size_t n, lip_audio_stages *st, int *M,
+                     lip_err *err)
 {
-    int M = lip_audio_mel_count(n);
+    int m = lip_audio_mel_count(n);
     size_t padn = n + LIP_AUDIO_NFFT;
-    double *pad = lip_calloc(padn, sizeof *pad);
-    if (!pad) return lip_err_set(err, LIP_ENOMEM, "out of memory for %zu samples", n);
+    int rc = lip_audio_ws_grow((void **)&ws->pad, &ws->pad_cap, padn, sizeof(double), err);
+    if (!rc)
+        rc = lip_audio_ws_grow((void **)&ws->mel, &ws->mel_cap, (size_t)m * LIP_AUDIO_NMELS,
+                               sizeof(float), err);
+    if (rc) return rc;
+    double *pad = ws->pad;
+    memset(pad, 0, LIP_AUDIO_NFFT / 2 * sizeof *pad);
+    memset(pad + LIP_AUDIO_NFFT / 2 + n, 0, LIP_AUDIO_NFFT / 2 * sizeof *pad);
     float prev = 0.0f;
     for (size_t i = 0; i < n; i++) {
         pad[LIP_AUDIO_NFFT / 2 + i] = lip_audio_preemph1(pcm[i], prev);
         prev = pcm[i];
         if (st) st->preemph[i] = (float)pad[LIP_AUDIO_NFFT / 2 + i];
     }
-    lip_audio_plan plan;
-    int rc = lip_audio_plan_init(&plan, err);
-    if (rc) {
-        lip_free(pad);
-        return rc;
-    }
-    for (int t = 0; t < M; t++) {
+    uint64_t refined0 = ws->plan.refined;
+    float *mel = st ? st->mel_norm : ws->mel;
+    for (int t = 0; t < m; t++) {
         lip_audio_frame_dbg dbg, *dp = NULL;
         if (st) {
             size_t kb = (size_t)t * LIP_AUDIO_NBINS, mb = (size_t)t * LIP_AUDIO_NMELS;
@@ -288,11 +334,10 @@ static int run_clip(const float *pcm, size_t n, float *mel, lip_audio_stages *st
                                         st->mel_linear + mb, st->mel_db + mb, st->mel_db_ref + mb};
             dp = &dbg;
         }
-        lip_audio_mel_frame(&plan, pad + (size_t)t * LIP_AUDIO_HOP, mel + (size_t)t * LIP_AUDIO_NMELS, dp);
+        lip_audio_mel_frame(&ws->plan, pad + (size_t)t * LIP_AUDIO_HOP, mel + (size_t)t * LIP_AUDIO_NMELS, dp);
     }
-    if (st) st->refined = (int)plan.refined;
-    lip_audio_plan_fini(&plan);
-    lip_free(pad);
+    if (st) st->refined = (int)(ws->plan.refined - refined0);
+    *M = m;
     return 0;
 }
 
@@ -300,19 +345,17 @@ int lip_audio_mel(const float *pcm, size_t n, float **mel, int *M, lip_err *err)
 {
     *mel = NULL;
     *M = 0;
-    int rc = check_pcm(pcm, n, err);
+    int rc = lip_audio_check_pcm(pcm, n, err);
     if (rc) return rc;
-    int m = lip_audio_mel_count(n);
-    float *out = lip_malloc((size_t)m * LIP_AUDIO_NMELS * sizeof *out);
-    if (!out) return lip_err_set(err, LIP_ENOMEM, "out of memory for a %d x 80 mel", m);
-    rc = run_clip(pcm, n, out, NULL, err);
-    if (rc) {
-        lip_free(out);
-        return rc;
+    lip_audio_ws *ws = lip_audio_ws_new(err);
+    if (!ws) return LIP_ENOMEM; /* its only failure */
+    rc = lip_audio_ws_mel(ws, pcm, n, NULL, M, err);
+    if (!rc) {
+        *mel = ws->mel; /* the caller takes the buffer */
+        ws->mel = NULL;
     }
-    *mel = out;
-    *M = m;
-    return 0;
+    lip_audio_ws_free(ws);
+    return rc;
 }
 
 void lip_audio_stages_free(lip_audio_stages *st)
@@ -332,7 +375,7 @@ void lip_audio_stages_free(lip_audio_stages *st)
 int lip_audio_mel_stages(const float *pcm, size_t n, lip_audio_stages *st, lip_err *err)
 {
     memset(st, 0, sizeof *st);
-    int rc = check_pcm(pcm, n, err);
+    int rc = lip_audio_check_pcm(pcm, n, err);
     if (rc) return rc;
     int M = lip_audio_mel_count(n);
     size_t nb = (size_t)M * LIP_AUDIO_NBINS, nm = (size_t)M * LIP_AUDIO_NMELS;
@@ -351,7 +394,9 @@ int lip_audio_mel_stages(const float *pcm, size_t n, lip_audio_stages *st, lip_e
         lip_audio_stages_free(st);
         return lip_err_set(err, LIP_ENOMEM, "out of memory for the stages of %d mel frames", M);
     }
-    rc = run_clip(pcm, n, st->mel_norm, st, err);
+    lip_audio_ws *ws = lip_audio_ws_new(err);
+    rc = ws ? lip_audio_ws_mel(ws, pcm, n, st, &M, err) : LIP_ENOMEM;
+    lip_audio_ws_free(ws);
     if (rc) lip_audio_stages_free(st);
     return rc;
 }
