@@ -28,9 +28,10 @@
 #include <stdint.h>
 
 /* ---- status codes ------------------------------------------------------------------------- */
-/* The gRPC status for a LIP_E* code (LIP_OK -> GRPC_STATUS_OK; unknown -> INTERNAL). */
+/* The gRPC status for a LIP_E* code (LIP_OK -> GRPC_STATUS_OK; unknown -> INTERNAL). Pure
+ * function of static tables: thread-safe, cannot fail. */
 grpc_status_code lip_rpc_status_of(int lip_code);
-/* "INVALID_ARGUMENT" etc. (static string; "UNKNOWN" for out-of-range values). */
+/* "INVALID_ARGUMENT" etc. (static string; "UNKNOWN" for out-of-range values). Thread-safe. */
 const char *lip_rpc_status_name(grpc_status_code code);
 
 /* A message buffer. data comes from lip_malloc; whoever holds the buffer frees it with lip_free
@@ -94,7 +95,8 @@ lip_rpc_opts lip_rpc_opts_default(void);
  * failure. Call lip_rpc_block_signals() before this if the process will use
  * lip_rpc_wait_signal, so that gRPC's threads inherit the signal mask. */
 lip_rpc_server *lip_rpc_server_new(const lip_rpc_opts *opts, lip_err *err);
-/* Shuts down (if running) with a zero grace period and frees everything. NULL is a no-op. */
+/* Shuts down (if running) with a zero grace period and frees everything, then releases gRPC
+ * (grpc_shutdown). NULL is a no-op. Not thread-safe: no other call on s may be running. */
 void lip_rpc_server_free(lip_rpc_server *s);
 
 /* Adds a service: "/<service>/<method>" paths for each method, all called with ud. The service
@@ -102,9 +104,10 @@ void lip_rpc_server_free(lip_rpc_server *s);
  * start. LIP_EINVAL on duplicate paths or after start. */
 int lip_rpc_server_add_service(lip_rpc_server *s, const char *service, const lip_rpc_method *m,
                                int n, void *ud, lip_err *err);
-/* Binds host:port and starts the threads. LIP_EIO when the port cannot be bound. */
+/* Binds host:port and starts the threads. LIP_EIO when the port cannot be bound, LIP_ENOMEM
+ * when threads cannot start; the server must then only be freed. Not thread-safe. */
 int lip_rpc_server_start(lip_rpc_server *s, lip_err *err);
-/* The bound port (after start). */
+/* The bound port (after start; 0 before). Thread-safe. */
 int lip_rpc_server_port(const lip_rpc_server *s);
 
 /* grpc.health.v1 statuses. */
@@ -162,6 +165,7 @@ typedef struct lip_rpc_client lip_rpc_client;
  * (0 = 100 MiB). Connects lazily. NULL + err on failure. A client may be used from many threads
  * at once (each call has its own queue). */
 lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_err *err);
+/* Closes the channel (calls still running on it fail) and releases gRPC. NULL is a no-op. */
 void lip_rpc_client_free(lip_rpc_client *c);
 
 /* The outcome of a call: gRPC status and its details text. */
@@ -179,9 +183,12 @@ int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req
 
 /* A blocking bidi stream. Not thread-safe (one thread per stream). */
 typedef struct lip_rpc_stream lip_rpc_stream;
+/* Opens a stream on path with a deadline of timeout_ms (<= 0: none); NULL + err (LIP_EUNAVAIL)
+ * when it cannot be opened. The stream is owned by the caller until lip_rpc_stream_finish. */
 lip_rpc_stream *lip_rpc_stream_open(lip_rpc_client *c, const char *path, double timeout_ms,
                                     lip_err *err);
-/* Sends one message. LIP_EIO if the stream is broken (read the status with _finish). */
+/* Sends one message (msg is not kept after return). LIP_EIO if the stream is broken (read the
+ * status with _finish). */
 int lip_rpc_stream_write(lip_rpc_stream *s, const uint8_t *msg, size_t len, lip_err *err);
 /* Half-closes the sending side. */
 int lip_rpc_stream_close_send(lip_rpc_stream *s, lip_err *err);
