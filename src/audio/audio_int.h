@@ -17,7 +17,7 @@ typedef struct lip_audio_plan {
     float in[LIP_AUDIO_NFFT];
     kiss_fft_cpx out[LIP_AUDIO_NBINS];
     double xw[LIP_AUDIO_NFFT];              /* windowed frame in double */
-    double complex cin[LIP_AUDIO_NFFT], cout[LIP_AUDIO_NFFT]; /* double FFT (refinement) */
+    double complex cin[LIP_AUDIO_NFFT / 2], cout[LIP_AUDIO_NFFT / 2]; /* double FFT */
     uint64_t refined;          /* frames recomputed in double so far (statistics) */
 } lip_audio_plan;
 

@@ -154,7 +154,8 @@ static inline double complex cmul(double complex a, double complex b)
 }
 
 /* Mixed-radix (4, 2, 5) decimation-in-time DFT of n points (n divides 800), out of place:
- * out[k] = sum_j in[j * stride] e^{-2 pi i j k / n}. Recursion depth is 5 for n = 800. */
+ * out[k] = sum_j in[j * stride] e^{-2 pi i j k / n}, with twstep = 800 / n. Recursion depth is
+ * 4 for n = 400. */
 static void fft_d(const double complex *in, size_t stride, int n, double complex *out, int twstep)
 {
     if (n == 1) {
@@ -211,10 +212,16 @@ void lip_audio_mel_frame(lip_audio_plan *p, const double *seg, float *norm80,
         mag[k] = sqrt(re * re + im * im);
     }
     if (mel_sums(mag, FFT_ERR * sqrt(norm2), m)) {
-        for (int n = 0; n < LIP_AUDIO_NFFT; n++) p->cin[n] = p->xw[n];
-        fft_d(p->cin, 1, LIP_AUDIO_NFFT, p->cout, 1);
+        /* Real input of 800 as a complex FFT of 400: z[n] = x[2n] + i x[2n+1], then
+         * X[k] = E[k] + W^k O[k] with E, O the spectra of the even and odd samples. */
+        enum { H = LIP_AUDIO_NFFT / 2 };
+        for (int n = 0; n < H; n++) p->cin[n] = CMPLX(p->xw[2 * n], p->xw[2 * n + 1]);
+        fft_d(p->cin, 1, H, p->cout, 2);
         for (int k = 0; k < LIP_AUDIO_NBINS; k++) {
-            double re = creal(p->cout[k]), im = cimag(p->cout[k]);
+            double complex zk = p->cout[k % H], zc = conj(p->cout[(H - k) % H]);
+            double complex e = 0.5 * (zk + zc), o = -0.5 * I * (zk - zc);
+            double complex xk = e + cmul(g_tw[k], o);
+            double re = creal(xk), im = cimag(xk);
             p->out[k].r = (float)re;
             p->out[k].i = (float)im;
             mag[k] = sqrt(re * re + im * im);
