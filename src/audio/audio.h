@@ -9,8 +9,8 @@
  * whole-utterance computation.
  *
  * Threading: every function here is thread-safe unless its comment says otherwise (they share
- * only immutable tables built once). A lip_audio_stream is not thread-safe: one thread at a
- * time per stream. The encoder engine may be shared by many threads (ORT sessions are).
+ * only immutable tables built once). A lip_audio_stream and a lip_audio_ws are not: one thread
+ * at a time for each. The encoder engine may be shared by many threads (ORT sessions are).
  * Errors: functions return 0 or a negative LIP_E* code and fill err (which may be NULL). */
 #ifndef LIP_AUDIO_H
 #define LIP_AUDIO_H
