@@ -492,6 +492,7 @@ static void t_pipeline_uses_splice(void)
     po.threads = 2;
     lip_pipeline *pin = lip_pipeline_new(&po, &err);
     po.incremental_jpeg = false;
+    po.incremental_png = false;
     lip_pipeline *pfull = lip_pipeline_new(&po, &err);
     lip_jpeg_enc *e = lip_jpeg_enc_new();
     lip_result bgr = {0}, inc = {0}, full = {0}, q90 = {0};
@@ -531,6 +532,28 @@ static void t_pipeline_uses_splice(void)
     CHECK_MSG(identical == 8, "%d of 8 pipeline frames equal to a full encode", identical);
     CHECK_MSG(same_pixels == 8, "%d of 8 frames decode like the non-incremental ones", same_pixels);
     CHECK(differ_from_plain == 8);
+    /* PNG: the incremental pipeline's frames decode exactly to the composited frame and are not
+     * libspng's bytes (the pieces path ran); the plain pipeline's are libspng's. */
+    lip_result pi = {0}, pf = {0};
+    CHECK_RC(run_format(pin, a, LIP_OUT_PNG, 0, &pi));
+    CHECK_RC(run_format(pfull, a, LIP_OUT_PNG, 0, &pf));
+    int png_exact = 0, png_pieces = 0, png_plain = 0;
+    for (int i = 0; i < 8 && pi.count == 8 && pf.count == 8 && bgr.count == 8; i++) {
+        lip_image fr = {.data = bgr.frames[i].data, .w = 640, .h = 360, .stride = 640 * 3};
+        lip_image d = {0};
+        CHECK_RC(lip_png_decode(pi.frames[i].data, pi.frames[i].len, &d, &err));
+        png_exact += d.data && memcmp(d.data, fr.data, 640 * 360 * 3) == 0;
+        lip_image_free(&d);
+        lip_buf ref = {0};
+        CHECK_RC(lip_png_encode(&fr, 1, &ref, &err));
+        png_pieces += ref.len != pi.frames[i].len || memcmp(ref.data, pi.frames[i].data, ref.len);
+        png_plain += ref.len == pf.frames[i].len && !memcmp(ref.data, pf.frames[i].data, ref.len);
+        lip_buf_free(&ref);
+    }
+    CHECK_MSG(png_exact == 8 && png_pieces == 8 && png_plain == 8, "PNG %d exact, %d pieces, %d plain",
+              png_exact, png_pieces, png_plain);
+    lip_result_free(&pi);
+    lip_result_free(&pf);
 out:
     lip_result_free(&bgr);
     lip_result_free(&inc);

@@ -218,31 +218,6 @@ int lip_jpeg_splice_encode(lip_jpeg_enc *e, const lip_jpeg_bg *bg, const lip_ima
                            const int rect[4], const lip_jpeg_opts *opts, lip_buf *out,
                            lip_jpeg_splice_info *info, lip_err *err);
 
-/* ---- per-avatar cache of encoded backgrounds (src/image/bgcache.c) ------------------------ */
-/* One slot per avatar frame holding its lip_jpeg_bg, built lazily from the decoded background
- * the first time a frame is encoded and kept until the cache is freed (no eviction, so a pointer
- * handed out stays valid as long as the cache). Bounded: once max_bytes are held, frames not yet
- * cached get NULL (the caller then does a full encode). Fully thread-safe: concurrent builders of
- * one frame race through a compare-and-swap and the loser's copy is freed. */
-typedef struct lip_bg_cache lip_bg_cache;
-/* frames >= 1; jpeg: the settings every background is encoded with (NULL = defaults;
- * restart_interval 0 = lip_jpeg_splice_restart); max_bytes 0 = unlimited. NULL on allocation
- * failure or frames < 1. The caller owns the cache (lip_bg_cache_free). */
-lip_bg_cache *lip_bg_cache_new(int frames, const lip_jpeg_opts *jpeg, size_t max_bytes);
-void lip_bg_cache_free(lip_bg_cache *c);
-/* Bytes held by cached backgrounds plus the slot table. Thread-safe. */
-size_t lip_bg_cache_bytes(const lip_bg_cache *c);
-/* The JPEG settings of the cache (restart_interval as given, 0 = per frame width). */
-lip_jpeg_opts lip_bg_cache_jpeg_opts(const lip_bg_cache *c);
-/* Frame i's JPEG background: the cached one, or built now from bgimg (the frame's background,
- * untouched) with encoder e when there is room. NULL when i is out of range, the budget is spent
- * or the build failed (err says why; the caller falls back to a full encode). The result is
- * owned by the cache. Thread-safe; e belongs to the calling thread. */
-const lip_jpeg_bg *lip_bg_cache_jpeg(lip_bg_cache *c, int i, lip_jpeg_enc *e,
-                                     const lip_image *bgimg, lip_err *err);
-/* Frame i's JPEG background if cached, else NULL (no build). Thread-safe. */
-const lip_jpeg_bg *lip_bg_cache_jpeg_peek(const lip_bg_cache *c, int i);
-
 /* ---- incremental PNG: deflate pieces (src/image/pngpiece.c) ------------------------------- */
 /* A background frame as the pieces of a PNG (8-bit RGB, fixed "up" filter) cut around a fixed
  * changed rect: everything but the rect's bytes in rows [y1, y2] is deflated once, each piece a
@@ -278,5 +253,35 @@ void lip_png_enc_free(lip_png_enc *e);
 int lip_png_piece_encode(lip_png_enc *e, const lip_png_bg *bg, const lip_image *frame,
                          const int rect[4], int level, lip_buf *out, bool *incremental,
                          lip_err *err);
+
+/* ---- per-avatar cache of encoded backgrounds (src/image/bgcache.c) ------------------------ */
+/* Per avatar frame, its lip_jpeg_bg and its lip_png_bg, each built lazily from the decoded
+ * background the first time the frame is encoded in that format, and kept until the cache is
+ * freed (no eviction, so a pointer handed out stays valid as long as the cache). Bounded: once
+ * max_bytes are held, backgrounds not yet cached are not built (NULL: the caller does a full
+ * encode). Fully thread-safe: concurrent builders of one entry race through a compare-and-swap
+ * and the loser's copy is freed. */
+typedef struct lip_bg_cache lip_bg_cache;
+/* frames >= 1; jpeg: the settings every JPEG background is encoded with (NULL = defaults;
+ * restart_interval 0 = lip_jpeg_splice_restart); png_level: zlib level of PNG backgrounds
+ * (their changed pieces are stored); max_bytes 0 = unlimited. NULL on allocation failure or bad
+ * arguments. The caller owns the cache (lip_bg_cache_free). */
+lip_bg_cache *lip_bg_cache_new(int frames, const lip_jpeg_opts *jpeg, int png_level,
+                               size_t max_bytes);
+void lip_bg_cache_free(lip_bg_cache *c);
+/* Bytes held by cached backgrounds plus the slot table. Thread-safe. */
+size_t lip_bg_cache_bytes(const lip_bg_cache *c);
+/* The settings of the cache (restart_interval as given, 0 = per frame width). */
+lip_jpeg_opts lip_bg_cache_jpeg_opts(const lip_bg_cache *c);
+int lip_bg_cache_png_level(const lip_bg_cache *c);
+/* Frame i's JPEG background: the cached one, or built now from bgimg (the frame's background,
+ * untouched) with encoder e when there is room. NULL when i is out of range, the budget is spent
+ * or the build failed (err says why; the caller falls back to a full encode). The result is
+ * owned by the cache. Thread-safe; e belongs to the calling thread. */
+const lip_jpeg_bg *lip_bg_cache_jpeg(lip_bg_cache *c, int i, lip_jpeg_enc *e,
+                                     const lip_image *bgimg, lip_err *err);
+/* Frame i's PNG background for changes inside rect (the frame's crop rect), as above. */
+const lip_png_bg *lip_bg_cache_png(lip_bg_cache *c, int i, const lip_image *bgimg,
+                                   const int rect[4], lip_err *err);
 
 #endif

@@ -59,6 +59,7 @@ struct lip_pipeline {
 typedef struct tls_work {
     lip_resizer *rz;
     lip_jpeg_enc *jpeg;
+    lip_png_enc *png;
 } tls_work;
 
 static pthread_key_t tls_key;
@@ -69,6 +70,7 @@ static void tls_destroy(void *p)
     tls_work *w = p;
     lip_resizer_free(w->rz);
     lip_jpeg_enc_free(w->jpeg);
+    lip_png_enc_free(w->png);
     lip_free(w);
 }
 static void tls_key_init(void) { pthread_key_create(&tls_key, tls_destroy); }
@@ -82,7 +84,8 @@ static tls_work *thread_work(void)
         if (!w) return NULL;
         w->rz = lip_resizer_new();
         w->jpeg = lip_jpeg_enc_new();
-        if (!w->rz || !w->jpeg) {
+        w->png = lip_png_enc_new();
+        if (!w->rz || !w->jpeg || !w->png) {
             tls_destroy(w);
             return NULL;
         }
@@ -102,6 +105,7 @@ lip_pipeline_opts lip_pipeline_opts_default(void)
     o.jpeg_quality = 75;
     o.png_level = 1;
     o.incremental_jpeg = true;
+    o.incremental_png = true;
     o.bg_cache_mb = 256;
     return o;
 }
@@ -390,6 +394,23 @@ static void bg_cache_free_ext(void *x) { lip_bg_cache_free(x); }
 static size_t bg_cache_bytes_ext(const void *x) { return lip_bg_cache_bytes(x); }
 static const lip_avatar_ext_ops bg_cache_ops = {bg_cache_free_ext, bg_cache_bytes_ext};
 
+/* The avatar's cache of encoded backgrounds, attached by the first pipeline that needs it (with
+ * that pipeline's JPEG quality, PNG level and budget). NULL only when out of memory. */
+static lip_bg_cache *avatar_bg_cache(stage_ctx *c)
+{
+    lip_bg_cache *bc = lip_avatar_ext(c->a, NULL, NULL);
+    if (bc) return bc;
+    lip_jpeg_opts jo = lip_jpeg_opts_default();
+    jo.quality = c->p->o.jpeg_quality;
+    size_t budget = (size_t)LIP_MAX(c->p->o.bg_cache_mb, 0) << 20;
+    int level = c->p->o.png_level >= 0 && c->p->o.png_level <= 9 ? c->p->o.png_level : 1;
+    lip_bg_cache *mine = lip_bg_cache_new(lip_avatar_frame_count(c->a), &jo, level, budget);
+    if (!mine) return NULL;
+    bc = lip_avatar_ext(c->a, mine, &bg_cache_ops);
+    if (bc != mine) lip_bg_cache_free(mine); /* another thread attached one first */
+    return bc;
+}
+
 /* The cached background stream of avatar frame af at quality q, built now from bg (the frame's
  * untouched background) on first use. NULL means "encode in full": the avatar's cache holds
  * another quality (it keeps the quality of the pipeline that created it), its budget is spent,
@@ -397,21 +418,24 @@ static const lip_avatar_ext_ops bg_cache_ops = {bg_cache_free_ext, bg_cache_byte
 static const lip_jpeg_bg *jpeg_background(stage_ctx *c, lip_jpeg_enc *e, int af,
                                           const lip_image *bg, int q)
 {
-    lip_bg_cache *bc = lip_avatar_ext(c->a, NULL, NULL);
-    if (!bc) {
-        lip_jpeg_opts jo = lip_jpeg_opts_default();
-        jo.quality = c->p->o.jpeg_quality;
-        size_t budget = (size_t)LIP_MAX(c->p->o.bg_cache_mb, 0) << 20;
-        lip_bg_cache *mine = lip_bg_cache_new(lip_avatar_frame_count(c->a), &jo, budget);
-        if (!mine) return NULL;
-        bc = lip_avatar_ext(c->a, mine, &bg_cache_ops);
-        if (bc != mine) lip_bg_cache_free(mine); /* another thread attached one first */
-    }
-    if (lip_bg_cache_jpeg_opts(bc).quality != q) return NULL;
+    lip_bg_cache *bc = avatar_bg_cache(c);
+    if (!bc || lip_bg_cache_jpeg_opts(bc).quality != q) return NULL;
     lip_err lerr = {0};
     const lip_jpeg_bg *jb = lip_bg_cache_jpeg(bc, af, e, bg, &lerr);
     if (!jb) lip_log_debug("frame %d encoded in full: %s", af, lerr.msg);
     return jb;
+}
+
+/* The same for PNG: the cached pieces of frame af around its crop rect, at the cache's level. */
+static const lip_png_bg *png_background(stage_ctx *c, int af, const lip_image *bg,
+                                        const int rect[4])
+{
+    lip_bg_cache *bc = avatar_bg_cache(c);
+    if (!bc || lip_bg_cache_png_level(bc) != c->p->o.png_level) return NULL;
+    lip_err lerr = {0};
+    const lip_png_bg *pb = lip_bg_cache_png(bc, af, bg, rect, &lerr);
+    if (!pb) lip_log_debug("frame %d encoded in full (PNG): %s", af, lerr.msg);
+    return pb;
 }
 
 static void post_one(void *arg, int i)
@@ -448,6 +472,9 @@ static void post_one(void *arg, int i)
     const lip_jpeg_bg *jbg = r->format == LIP_OUT_JPEG && c->p->o.incremental_jpeg
                                  ? jpeg_background(c, tw->jpeg, f->avatar_frame, &img, q)
                                  : NULL;
+    const lip_png_bg *pbg = r->format == LIP_OUT_PNG && c->p->o.incremental_png
+                                ? png_background(c, f->avatar_frame, &img, f->rect)
+                                : NULL;
     double tb = lip_time_ms() - t0; /* background build: counted as encode time */
     t0 += tb;
     int mode = c->p->o.paste_mode == LIP_PIPE_PASTE_EXACT ? LIP_PASTE_EXACT : LIP_PASTE_FEATHER;
@@ -468,7 +495,9 @@ static void post_one(void *arg, int i)
         rc = jbg ? lip_jpeg_splice_encode(tw->jpeg, jbg, &img, f->rect, NULL, eb, NULL, &c->err[i])
                  : lip_jpeg_enc_encode(tw->jpeg, &img, &jo, eb, &c->err[i]);
     } else if (r->format == LIP_OUT_PNG) {
-        rc = lip_png_encode(&img, c->p->o.png_level, eb, &c->err[i]);
+        rc = pbg ? lip_png_piece_encode(tw->png, pbg, &img, f->rect, c->p->o.png_level, eb, NULL,
+                                        &c->err[i])
+                 : lip_png_encode(&img, c->p->o.png_level, eb, &c->err[i]);
     } else {
         size_t row = (size_t)img.w * 3;
         f->data = lip_malloc(row * (size_t)img.h);
