@@ -68,8 +68,8 @@ static void t_defaults_per_role(void)
     CHECK(m->server.max_message_size_mb == 100);
     CHECK(m->server.keepalive_time_s == 10 && m->server.keepalive_timeout_s == 3 &&
           m->server.min_ping_interval_s == 5);
-    CHECK(m->output.jpeg_quality == 75 && m->output.format == LIP_OUT_JPEG);
-    CHECK(m->output.paste_mode == LIP_PASTE_EXACT);
+    CHECK(m->output.jpeg_quality == 75 && m->output.format == LIP_CFG_OUT_JPEG);
+    CHECK(m->output.paste_mode == LIP_CFG_PASTE_EXACT);
     CHECK(!strcmp(m->server.host, "0.0.0.0"));
     CHECK(!strcmp(m->audio.encoder_path, "models/audio_encoder.onnx"));
     CHECK(m->onnx.provider == LIP_PROVIDER_AUTO && m->log.level == LIP_LOG_INFO);
@@ -145,7 +145,7 @@ static void t_file_parsing(void)
     CHECK(cfg->server.services.count == 2 &&
           !strcmp(cfg->server.services.items[1], "inference.InferenceService"));
     CHECK_NEAR(cfg->capacity.max_memory_gb, 12.5, 0); /* 12.5 is exact in binary */
-    CHECK(cfg->capacity.eviction_policy == LIP_EVICT_LRU);
+    CHECK(cfg->capacity.eviction_policy == LIP_CFG_EVICT_LRU);
     CHECK(cfg->onnx.provider == LIP_PROVIDER_CUDA && cfg->onnx.trt_fp16);
     CHECK(cfg->output.jpeg_quality == 90);
     CHECK(cfg->log.level == LIP_LOG_DEBUG && cfg->log.json);
@@ -565,7 +565,7 @@ static void t_args(void)
         CHECK(argv[7] == NULL);
     }
     CHECK(cfg->server.port == 7001 && !strcmp(cfg->server.host, "10.1.1.1"));
-    CHECK(cfg->output.jpeg_quality == 20 && cfg->output.format == LIP_OUT_PNG);
+    CHECK(cfg->output.jpeg_quality == 20 && cfg->output.format == LIP_CFG_OUT_PNG);
     CHECK(cfg->log.json && !cfg->auto_load && cfg->onnx.trt_fp16);
     CHECK(cfg->server.role == LIP_ROLE_INFERENCE);
     lip_config_free(cfg);

@@ -146,7 +146,7 @@ int lip_cli_serve(int argc, char **argv)
     so.engine.trt_cache_dir = *cfg->onnx.trt_cache_dir ? cfg->onnx.trt_cache_dir : NULL;
     so.jpeg_quality = cfg->output.jpeg_quality;
     so.png_level = cfg->output.png_level;
-    so.paste_exact = cfg->output.paste_mode == LIP_PASTE_EXACT;
+    so.paste_exact = cfg->output.paste_mode == LIP_CFG_PASTE_EXACT;
     so.feather_px = cfg->output.feather_px;
     so.optimized_max_batch = cfg->batch.max_frames;
     int nm = lip_config_model_count(cfg);

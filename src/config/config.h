@@ -27,12 +27,12 @@
 
 /* ---- enumerated values (stored as int; the value is the index of the name in the table) --- */
 enum lip_role { LIP_ROLE_MONOLITHIC = 0, LIP_ROLE_INFERENCE, LIP_ROLE_COMPOSITING };
-enum lip_eviction { LIP_EVICT_LFU = 0, LIP_EVICT_LRU };
+enum lip_cfg_eviction { LIP_CFG_EVICT_LFU = 0, LIP_CFG_EVICT_LRU };
 enum lip_provider { LIP_PROVIDER_CPU = 0, LIP_PROVIDER_CUDA, LIP_PROVIDER_TENSORRT,
                     LIP_PROVIDER_AUTO };
 enum lip_gpu_strategy { LIP_GPU_ROUND_ROBIN = 0, LIP_GPU_LEAST_LOADED };
-enum lip_out_format { LIP_OUT_JPEG = 0, LIP_OUT_PNG, LIP_OUT_RAW };
-enum lip_paste_mode { LIP_PASTE_EXACT = 0, LIP_PASTE_FEATHER };
+enum lip_cfg_out_format { LIP_CFG_OUT_JPEG = 0, LIP_CFG_OUT_PNG, LIP_CFG_OUT_RAW };
+enum lip_cfg_paste_mode { LIP_CFG_PASTE_EXACT = 0, LIP_CFG_PASTE_FEATHER };
 enum lip_compression { LIP_COMPRESS_NONE = 0, LIP_COMPRESS_GZIP, LIP_COMPRESS_DEFLATE };
 /* log.level uses core's enum lip_log_level (error=0 .. debug=3). */
 
@@ -91,7 +91,7 @@ typedef struct lip_config {
     struct {
         int max_models;           /* 0 = unlimited */
         double max_memory_gb;     /* 0 = unlimited */
-        int eviction_policy;      /* enum lip_eviction */
+        int eviction_policy;      /* enum lip_cfg_eviction */
         int idle_timeout_minutes; /* 0 = never unload for idleness */
         int background_cache_frames;
     } capacity;
@@ -109,10 +109,10 @@ typedef struct lip_config {
         int assignment_strategy;  /* enum lip_gpu_strategy */
     } gpus;
     struct {
-        int format;               /* enum lip_out_format */
+        int format;               /* enum lip_cfg_out_format */
         int jpeg_quality;
         int png_level;
-        int paste_mode;           /* enum lip_paste_mode */
+        int paste_mode;           /* enum lip_cfg_paste_mode */
         int feather_px;
     } output;
     struct {
