@@ -103,7 +103,8 @@ void lip_audio_frame_tensor(const float *rows, int nrows, int first_row_frame, i
  * clip is placed as if s >= 8 (sample 0 is 8 frames before output 0, no clamping) and
  * start_frame is ignored. out receives batch x 8192 floats (caller-owned). *ms (may be NULL)
  * gets the wall time spent. Fails with LIP_EINVAL on batch < 1, start_frame < 0, empty or
- * non-finite audio, or fewer than LIP_AUDIO_MIN_SAMPLES usable samples; LIP_EENGINE. Allocates
+ * non-finite audio; LIP_EENGINE. Fewer than LIP_AUDIO_MIN_SAMPLES usable samples (no mel
+ * window fits) is allowed and gives all-zero tensors (section 1.5 item 3). Allocates
  * its scratch once per call (never per frame; lip_audio_request_tensors_ws reuses a workspace
  * instead). Thread-safe. */
 int lip_audio_request_tensors(lip_engine *enc, const float *pcm, size_t n, int start_frame,

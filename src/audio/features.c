@@ -134,10 +134,14 @@ int lip_audio_request_tensors_ws(lip_audio_ws *ws, lip_engine *enc, const float 
     if (bad >= 0)
         return lip_err_set(err, LIP_EINVAL, "raw_audio sample %ld is %s; samples must be finite",
                            bad, isnan(pcm[bad]) ? "NaN" : "infinite");
-    if (used < LIP_AUDIO_MIN_SAMPLES)
-        return lip_err_set(err, LIP_EINVAL,
-                           "raw_audio gives %zu usable samples (of %zu sent); at least %d (one "
-                           "16-frame mel window) are needed", used, n, LIP_AUDIO_MIN_SAMPLES);
+    if (used < LIP_AUDIO_MIN_SAMPLES) {
+        /* API.md 1.5 item 3: shorter audio is allowed and missing context becomes zero
+         * features. Too short for one 16-frame mel window means no feature row exists at all,
+         * so every row of every frame is missing: all-zero tensors. */
+        memset(out, 0, (size_t)batch * LIP_AUDIO_TENSOR * sizeof(float));
+        if (ms) *ms = lip_time_ms() - t0;
+        return 0;
+    }
     lip_audio_ws *tmp = NULL;
     if (!ws && !(ws = tmp = lip_audio_ws_new(err))) return LIP_ENOMEM;
     int M = 0, nrows = 0;
