@@ -12,6 +12,7 @@
 #include "image/image.h"
 #include "pipeline/pipeline.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -749,6 +750,72 @@ static void t_png_negative_and_fallbacks(void)
     lip_image_free(&fr);
 }
 
+/* ---- the background cache --------------------------------------------------------------- */
+
+typedef struct race_arg {
+    lip_bg_cache *c;
+    const lip_image *bg;
+    const lip_jpeg_bg *got[6];
+    const lip_png_bg *pgot[6];
+} race_arg;
+
+static void *race_thread(void *p)
+{
+    race_arg *r = p;
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    const int rect[4] = {100, 60, 190, 150};
+    for (int i = 0; i < 6; i++) {
+        r->got[i] = lip_bg_cache_jpeg(r->c, i, e, r->bg, &err);
+        r->pgot[i] = lip_bg_cache_png(r->c, i, r->bg, rect, &err);
+    }
+    lip_jpeg_enc_free(e);
+    return NULL;
+}
+
+/* Four threads build the same six frames at once: every thread gets the one published object
+ * per frame, and the byte count holds each once. Then the budget: a cache with room for nothing
+ * builds nothing and says why. */
+static void t_bg_cache(void)
+{
+    lip_image bgi = new_image(320, 240);
+    synth_bg(&bgi, 8);
+    lip_bg_cache *c = lip_bg_cache_new(6, NULL, 1, 0);
+    CHECK(c);
+    race_arg ra[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        ra[t] = (race_arg){.c = c, .bg = &bgi};
+        CHECK(pthread_create(&th[t], NULL, race_thread, &ra[t]) == 0);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    size_t sum = 0;
+    int same = 0;
+    for (int i = 0; i < 6; i++) {
+        CHECK(ra[0].got[i] && ra[0].pgot[i]);
+        same += ra[0].got[i] == ra[1].got[i] && ra[0].got[i] == ra[2].got[i] &&
+                ra[0].got[i] == ra[3].got[i] && ra[0].pgot[i] == ra[3].pgot[i] &&
+                ra[0].pgot[i] == ra[1].pgot[i] && ra[0].pgot[i] == ra[2].pgot[i];
+        sum += lip_jpeg_bg_bytes(ra[0].got[i]) + lip_png_bg_bytes(ra[0].pgot[i]);
+    }
+    CHECK(same == 6);
+    size_t held = lip_bg_cache_bytes(c);
+    CHECK_MSG(held > sum && held < sum + 1024, "held %zu, entries %zu", held, sum);
+    lip_bg_cache_free(c);
+    /* Budget smaller than the empty table: nothing is built. */
+    c = lip_bg_cache_new(6, NULL, 1, 16);
+    lip_jpeg_enc *e = lip_jpeg_enc_new();
+    lip_err err = {0};
+    CHECK(lip_bg_cache_jpeg(c, 0, e, &bgi, &err) == NULL && err.code == LIP_EBUSY &&
+          strstr(err.msg, "budget"));
+    CHECK(lip_bg_cache_jpeg(c, 6, e, &bgi, &err) == NULL && err.code == LIP_EINVAL);
+    lip_bg_cache_free(c);
+    CHECK(lip_bg_cache_new(0, NULL, 1, 0) == NULL && lip_bg_cache_new(3, NULL, 10, 0) == NULL);
+    lip_bg_cache_free(NULL);
+    lip_jpeg_enc_free(e);
+    lip_image_free(&bgi);
+}
+
 int main(void)
 {
     RUN(t_restart_choice);
@@ -762,6 +829,7 @@ int main(void)
     RUN(t_splice_no_alloc_warm);
     RUN(t_png_positions);
     RUN(t_png_negative_and_fallbacks);
+    RUN(t_bg_cache);
     RUN(t_pipeline_uses_splice);
     return test_summary();
 }

@@ -36,6 +36,9 @@ typedef struct slot {
     pthread_cond_t cv;
     int state; /* 0 idle, 1 job posted, 2 done, 3 quit */
     lip_engine *job_engine;
+    lip_avatar *job_avatar;     /* for opts.infer */
+    const lip_request *job_req;
+    int job_first;
     const float *job_vis, *job_aud;
     float *job_out;
     int job_n, job_rc;
@@ -120,8 +123,11 @@ static void *infer_thread(void *arg)
         pthread_mutex_unlock(&s->mu);
         double t0 = lip_time_ms();
         lip_err_clear(&s->job_err);
-        int rc = lip_engine_run_unet(s->job_engine, s->job_vis, s->job_aud, s->job_n, s->job_out,
-                                     &s->job_err);
+        const lip_pipeline_opts *o = &s->p->o;
+        int rc = o->infer ? o->infer(o->infer_ud, s->job_avatar, s->job_req, s->job_first,
+                                     s->job_n, s->job_vis, s->job_aud, s->job_out, &s->job_err)
+                          : lip_engine_run_unet(s->job_engine, s->job_vis, s->job_aud, s->job_n,
+                                                s->job_out, &s->job_err);
         double ms = lip_time_ms() - t0;
         pthread_mutex_lock(&s->mu);
         s->job_rc = rc;
@@ -192,6 +198,7 @@ lip_pipeline *lip_pipeline_new(const lip_pipeline_opts *opts, lip_err *err)
     if (p->o.chunk_frames > MAX_BATCH) p->o.chunk_frames = MAX_BATCH;
     if (p->o.jpeg_quality <= 0 || p->o.jpeg_quality > 100) p->o.jpeg_quality = 75;
     if (p->o.feather_px < 0) p->o.feather_px = 0;
+    if (p->o.bg_cache_mb <= 0) p->o.bg_cache_mb = 256;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (p->o.encoder_path && p->o.encoder_path[0]) {
@@ -271,10 +278,14 @@ static void slot_give(lip_pipeline *p, slot *s)
     pthread_mutex_unlock(&p->mu);
 }
 
-static void infer_post(slot *s, lip_engine *e, const float *vis, const float *aud, float *out, int n)
+static void infer_post(slot *s, lip_engine *e, lip_avatar *a, const lip_request *r, int first,
+                       const float *vis, const float *aud, float *out, int n)
 {
     pthread_mutex_lock(&s->mu);
     s->job_engine = e;
+    s->job_avatar = a;
+    s->job_req = r;
+    s->job_first = first;
     s->job_vis = vis;
     s->job_aud = aud;
     s->job_out = out;
@@ -559,7 +570,10 @@ int lip_pipeline_run(lip_pipeline *p, lip_avatar *a, const lip_request *r, lip_r
     memset(res, 0, sizeof *res);
     if (!a) return lip_err_set(err, LIP_EINVAL, "no avatar");
     lip_engine *unet = lip_avatar_unet(a);
-    if (!unet) return lip_err_set(err, LIP_EPRECOND, "avatar '%s' has no UNet loaded", lip_avatar_id(a));
+    if (!unet && !p->o.infer)
+        return lip_err_set(err, LIP_EPRECOND, "avatar '%s' has no UNet loaded", lip_avatar_id(a));
+    /* With remote inference and no local encoder, PCM is forwarded instead of tensors. */
+    bool aud_local = !(p->o.infer && !p->enc && r->pcm && r->n_pcm);
     int B = r->batch;
     if (B < 1 || B > MAX_BATCH)
         return lip_err_set(err, LIP_EINVAL, "batch size %d outside 1..%d", B, MAX_BATCH);
@@ -602,7 +616,7 @@ int lip_pipeline_run(lip_pipeline *p, lip_avatar *a, const lip_request *r, lip_r
                 if (!s->cb[k].frames) rc = lip_err_set(err, LIP_ENOMEM, "out of memory for frame buffers");
             }
 
-    if (!rc) rc = audio_tensors(p, a, r, s->audio, &res->t.audio_ms, err);
+    if (!rc && aud_local) rc = audio_tensors(p, a, r, s->audio, &res->t.audio_ms, err);
 
     int nchunks = (B + chunk - 1) / chunk;
     stage_ctx *ctx = lip_calloc(2, sizeof(stage_ctx)); /* [k % 2] */
@@ -630,7 +644,9 @@ int lip_pipeline_run(lip_pipeline *p, lip_avatar *a, const lip_request *r, lip_r
         /* Start the UNet on chunk k. */
         if (cur) {
             const float *vis = r->visual ? r->visual + (size_t)cur->first * LIP_UNET_VISUAL_FLOATS : cur->cb->visual;
-            infer_post(s, unet, vis, s->audio + (size_t)cur->first * LIP_UNET_AUDIO_FLOATS, cur->cb->out, cur->n);
+            const float *aud = aud_local ? s->audio + (size_t)cur->first * LIP_UNET_AUDIO_FLOATS
+                                         : NULL;
+            infer_post(s, unet, a, r, cur->first, vis, aud, cur->cb->out, cur->n);
         }
         /* Meanwhile: prep chunk k+1 (into the other buffer set) and post chunk k-1. */
         stage_ctx *next = NULL;

@@ -35,6 +35,17 @@ enum lip_pcm_mode {
     LIP_PCM_INFERENCE = 1 /* §6: sample 0 is 8 frames before output 0, never clamped */
 };
 
+struct lip_request;
+
+/* Runs the UNet of one chunk somewhere else (the compositing role's remote inference): frames
+ * first..first+n-1 of req, visual [n][6][320][320] (built from a's frames, or the request's),
+ * audio [n][32][16][16] (NULL when the pipeline has no audio encoder and req carries PCM: the
+ * callee forwards req's PCM instead), out [n][3][320][320]. Called on a slot's inference
+ * thread, concurrently for different slots. 0 or a LIP_E* code with err set. */
+typedef int (*lip_pipeline_infer_fn)(void *ud, lip_avatar *a, const struct lip_request *req,
+                                     int first, int n, const float *visual, const float *audio,
+                                     float *out, lip_err *err);
+
 typedef struct lip_pipeline_opts {
     const char *encoder_path; /* audio encoder ONNX (needed for PCM input); NULL = none */
     lip_engine_opts encoder_engine;
@@ -54,8 +65,11 @@ typedef struct lip_pipeline_opts {
                                  crop rows written stored (~1 ms instead of ~30 ms per 720p frame,
                                  +2-4% bytes); default true. Same pixels as a full encode. */
     int bg_cache_mb;          /* per-avatar budget of cached encoded backgrounds (JPEG and PNG
-                                 together), MiB; default 256; set by the first pipeline that
-                                 encodes the avatar */
+                                 together), MiB; 0 = 256 (the default); set by the first
+                                 pipeline that encodes the avatar */
+    lip_pipeline_infer_fn infer; /* optional: replaces the avatar's UNet for every chunk (avatars
+                                    then need no UNet loaded); NULL = run it locally */
+    void *infer_ud;
 } lip_pipeline_opts;
 
 lip_pipeline_opts lip_pipeline_opts_default(void);
