@@ -3,7 +3,7 @@
 
 Small real files of every form each parser accepts (dtypes and .npy versions, WAV encodings
 including espeak-ng speech, JPEG/PNG variants, both rect JSON forms, configs in the lipsync and
-Go layouts, one serialized request per field of every request message). Run with Debian's
+Go layouts, one serialized request per field of every request message, small avatar packages). Run with Debian's
 Python: /usr/bin/python3 fuzz/make_corpus.py [--build build]. Needs numpy, PIL, protoc and,
 for the speech WAV, espeak-ng (skipped if missing). The output is committed; rerun after a
 proto or format change."""
@@ -197,11 +197,39 @@ def proto_seeds(build):
     return count
 
 
+def avatar_seeds():
+    """Packages for fuzz_avatar: parts joined by the marker (see fuzz/fuzz_avatar.c)."""
+    sep = b"\xffSEP"
+    rng = np.random.default_rng(3)
+    frames_jpg, frames_png = [], []
+    for i in range(2):
+        img = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+        b = io.BytesIO()
+        img.save(b, "JPEG", quality=40)
+        frames_jpg.append(b.getvalue())
+        b = io.BytesIO()
+        img.save(b, "PNG")
+        frames_png.append(b.getvalue())
+    yaml = (b"format_version: 1\nid: fuzz\nfps: 25\nwidth: 64\nheight: 48\nframe_count: 2\n"
+            b"unet: unet.onnx\nblend: feather\n")
+    rects = json.dumps([[8, 8, 40, 40], [9, 9, 41, 41]]).encode()
+    keyed = json.dumps({"0": {"rect": [8, 8, 40, 40]}, "1": {"rect": [9, 9, 41, 41]}}).encode()
+    b = io.BytesIO()
+    np.save(b, rng.standard_normal((3, 512)).astype("<f4"))
+    feats = b.getvalue()
+    put("avatar", "canonical_jpg", sep.join([yaml, rects, b""] + frames_jpg))
+    put("avatar", "canonical_png_keyed", sep.join([yaml, keyed, b""] + frames_png))
+    put("avatar", "with_features", sep.join([yaml, rects, feats] + frames_jpg))
+    put("avatar", "no_yaml", sep.join([b"", rects, b""] + frames_jpg))
+    put("avatar", "one_frame", sep.join([yaml.replace(b"frame_count: 2", b"frame_count: 1"),
+                                         rects, b"", frames_jpg[0]]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
     a = ap.parse_args()
-    for t in ("npy", "wav", "rects", "jpeg", "png", "config", "proto"):
+    for t in ("npy", "wav", "rects", "jpeg", "png", "config", "proto", "avatar"):
         shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
         os.makedirs(os.path.join(OUT, t))
     npy_seeds()
@@ -209,6 +237,7 @@ def main():
     rect_seeds()
     image_seeds()
     config_seeds()
+    avatar_seeds()
     n = proto_seeds(a.build)
     print(f"make_corpus: wrote seeds ({n} protobuf requests) under {OUT}")
 
