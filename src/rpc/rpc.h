@@ -51,7 +51,9 @@ typedef struct lip_rpc_call lip_rpc_call;
 
 enum lip_rpc_kind {
     LIP_RPC_UNARY = 0, /* one request, one response */
-    LIP_RPC_BIDI       /* requests in, one response per request, in order */
+    LIP_RPC_BIDI,      /* requests in, one response per request, in order */
+    LIP_RPC_STREAM     /* a session: the handler runs once, on its own thread, for the whole
+                          bidi call, reading and sending when it likes (see below) */
 };
 
 /* A handler. req/len is one request message (valid only during the call; len may be 0 for an
@@ -61,7 +63,12 @@ enum lip_rpc_kind {
  * success=false message). For LIP_RPC_BIDI the handler runs once per request message; a failure
  * ends the stream (per-message errors are answered as a normal response by the handler).
  * Heavy handlers run on the compute pool, light ones on a completion-queue thread (they must not
- * block). Handlers of different calls run concurrently: they must be thread-safe. */
+ * block). Handlers of different calls run concurrently: they must be thread-safe.
+ * For LIP_RPC_STREAM the handler runs once, on a session thread of its own (heavy is ignored),
+ * with the stream's first message in req/len; it then reads further messages with
+ * lip_rpc_call_recv and sends any number with lip_rpc_call_send (server-initiated writes: frames
+ * on a clock, events), and returns when the session is over. Its return value becomes the
+ * status after every queued message has left (0: OK; a *resp is sent last). */
 typedef int (*lip_rpc_handler_fn)(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                                   lip_rpc_buf *resp, lip_err *err);
 
@@ -87,6 +94,8 @@ typedef struct lip_rpc_opts {
     double recv_timeout_ms;     /* an admitted heavy call whose request message has not fully
                                    arrived after this long is cancelled, so clients that never
                                    send cannot hold admission slots; default 30000 */
+    int max_streams;            /* LIP_RPC_STREAM sessions open at once (one thread each);
+                                   beyond it RESOURCE_EXHAUSTED; default 64 */
 } lip_rpc_opts;
 
 lip_rpc_opts lip_rpc_opts_default(void);
@@ -131,6 +140,8 @@ typedef struct lip_rpc_stats {
     long rejected_busy;  /* admission refusals */
     long failed;         /* non-OK statuses sent */
     int heavy_active;    /* heavy calls admitted now (running + queued) */
+    int streams;         /* LIP_RPC_STREAM sessions open now */
+    long rejected_streams; /* stream calls refused at max_streams */
 } lip_rpc_stats;
 void lip_rpc_server_stats(lip_rpc_server *s, lip_rpc_stats *out);
 
@@ -158,6 +169,28 @@ const volatile int *lip_rpc_call_cancel_flag(const lip_rpc_call *c);
 /* The method path, NUL-terminated (owned by the call). */
 const char *lip_rpc_call_path(const lip_rpc_call *c);
 
+/* ---- inside a LIP_RPC_STREAM handler ---------------------------------------------------------
+ * Messages arriving on the call are queued (at most 8 unread; beyond that the server stops
+ * reading and HTTP/2 flow control holds the client back, so nothing grows without bound). Sends
+ * are queued behind the one in flight (at most 8 queued), so one SEND_MESSAGE and one
+ * RECV_MESSAGE are outstanding at a time, overlapping. Both functions are meant for the session
+ * thread; lip_rpc_call_send may also be called from other threads (calls are serialised). */
+
+/* Next message into *msg (caller frees msg->data with lip_free); *arrival_ms (may be NULL) gets
+ * the lip_time_ms() at which the server received it. Waits up to timeout_ms (< 0: until
+ * something happens; 0: no wait). Returns 1 with a message, 0 when the client half-closed (no
+ * more messages; sending is still allowed), LIP_ETIMEOUT when nothing arrived in time,
+ * LIP_ECANCELLED when the call is over (client cancel or disconnect, deadline, server
+ * shutting down). */
+int lip_rpc_call_recv(lip_rpc_call *c, lip_rpc_buf *msg, double *arrival_ms, double timeout_ms);
+/* Queues one message; takes ownership of msg->data (freed and cleared whatever happens). Blocks
+ * while 8 messages are already queued (the client reads slowly). 0 once queued ("departed" as
+ * far as the server is concerned); LIP_ECANCELLED when the call is over, LIP_EIO when gRPC
+ * refused the send. */
+int lip_rpc_call_send(lip_rpc_call *c, lip_rpc_buf *msg, lip_err *err);
+/* Messages queued or in flight on the call (0..9). Thread-safe. */
+int lip_rpc_call_send_queued(lip_rpc_call *c);
+
 /* ---- client ------------------------------------------------------------------------------- */
 typedef struct lip_rpc_client lip_rpc_client;
 
@@ -165,6 +198,30 @@ typedef struct lip_rpc_client lip_rpc_client;
  * (0 = 100 MiB). Connects lazily. NULL + err on failure. A client may be used from many threads
  * at once (each call has its own queue). */
 lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_err *err);
+/* Channel options for clients that balance over several servers (the compositing role's
+ * remote inference). Zero fields keep gRPC's defaults. */
+typedef struct lip_rpc_client_opts {
+    int max_msg_bytes;            /* both directions; 0 = 100 MiB */
+    const char *lb_policy;        /* "round_robin", "pick_first"; NULL = gRPC's default */
+    int max_attempts;             /* > 1: the service config retries calls that end UNAVAILABLE
+                                     (before the server answered) up to this many attempts in
+                                     all (gRPC caps it at 5); each attempt picks its backend
+                                     anew, so round_robin moves it to another one */
+    int retry_backoff_ms;         /* initial retry backoff; 0 = 50 ms (max 8x that) */
+    int reconnect_max_backoff_ms; /* cap of the reconnect backoff to a failed backend; 0 = 120 s */
+} lip_rpc_client_opts;
+
+lip_rpc_client_opts lip_rpc_client_opts_default(void);
+/* Opens an insecure channel to target: "host:port", "dns:///host:port" (every address the name
+ * resolves to, re-resolved when connections fail) or "ipv4:a:p,b:q" (a fixed list), with the
+ * options above as channel args and a service config. NULL + err (LIP_EINVAL for a bad policy
+ * name or target, LIP_ENOMEM). Connects lazily; thread-safe like lip_rpc_client_new. */
+lip_rpc_client *lip_rpc_client_new_opts(const char *target, const lip_rpc_client_opts *opts,
+                                        lip_err *err);
+/* The channel's connectivity (grpc_connectivity_state: 0 IDLE, 1 CONNECTING, 2 READY,
+ * 3 TRANSIENT_FAILURE, 4 SHUTDOWN); with round_robin READY means at least one backend is
+ * connected. try_to_connect starts connecting an IDLE channel. Thread-safe, non-blocking. */
+int lip_rpc_client_state(lip_rpc_client *c, bool try_to_connect);
 /* Closes the channel (calls still running on it fail) and releases gRPC. NULL is a no-op. */
 void lip_rpc_client_free(lip_rpc_client *c);
 
@@ -181,7 +238,8 @@ typedef struct lip_rpc_status {
 int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req, size_t len,
                          double timeout_ms, lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err);
 
-/* A blocking bidi stream. Not thread-safe (one thread per stream). */
+/* A blocking bidi stream. One thread at a time may write (write, close_send) and one other may
+ * read at the same time (send-only and receive-only batches may overlap); finish after both. */
 typedef struct lip_rpc_stream lip_rpc_stream;
 /* Opens a stream on path with a deadline of timeout_ms (<= 0: none); NULL + err (LIP_EUNAVAIL)
  * when it cannot be opened. The stream is owned by the caller until lip_rpc_stream_finish. */

@@ -31,6 +31,9 @@
 #define PATH_MAX_LEN 160
 #define HEALTH_CHECK_PATH "/grpc.health.v1.Health/Check"
 #define HEALTH_WATCH_PATH "/grpc.health.v1.Health/Watch"
+#define STREAM_RQ_MAX 8  /* received messages a stream session has not read yet */
+#define STREAM_SQ_MAX 8  /* messages a stream session queued behind the one being sent */
+#define STREAM_POLL_MS 100.0 /* longest sleep of a session waiting, so cancel-all is seen */
 
 enum { TAG_NEW = 0, TAG_RECV, TAG_SEND, TAG_STATUS, TAG_CLOSE, TAG_COUNT };
 enum { BUILTIN_NONE = 0, BUILTIN_CHECK, BUILTIN_WATCH };
@@ -86,6 +89,16 @@ struct lip_rpc_call {
     lip_rpc_call *wait_prev, *wait_next;
     bool waiting;
     double wait_since;
+    /* LIP_RPC_STREAM sessions (all under mu): received messages not yet read by the session,
+     * messages queued behind the one in flight, and the state of both directions. */
+    pthread_cond_t scv;        /* signalled on every change below */
+    bool is_stream, stream_started, recv_inflight, recv_eof, broken, send_inflight, counted;
+    lip_rpc_buf rq[STREAM_RQ_MAX];
+    double rq_t[STREAM_RQ_MAX];
+    int rq_head, rq_n;
+    grpc_byte_buffer *sq[STREAM_SQ_MAX];
+    int sq_head, sq_n;
+    long n_sent;
 };
 
 struct lip_rpc_server {
@@ -117,18 +130,29 @@ struct lip_rpc_server {
     pthread_mutex_t rmu;
     pthread_cond_t rcv;
     bool reaper_stop;
+    pthread_mutex_t smu; /* stream session count */
+    pthread_cond_t scv;
+    int streams;
+    atomic_long n_stream_busy;
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------ */
 
+static void stream_uncount(lip_rpc_call *c);
+
 static void call_unref(lip_rpc_call *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    if (c->counted) stream_uncount(c); /* a stream call that ended before its session began */
     if (c->admitted) atomic_fetch_sub(&c->s->heavy_active, 1);
     if (c->call) grpc_call_unref(c->call);
     if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
     if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
     if (c->has_details) grpc_slice_unref(c->status_details);
+    for (int i = 0; i < c->rq_n; i++) lip_free(c->rq[(c->rq_head + i) % STREAM_RQ_MAX].data);
+    for (int i = 0; i < c->sq_n; i++)
+        grpc_byte_buffer_destroy(c->sq[(c->sq_head + i) % STREAM_SQ_MAX]);
+    pthread_cond_destroy(&c->scv);
     grpc_call_details_destroy(&c->details);
     grpc_metadata_array_destroy(&c->md);
     pthread_mutex_destroy(&c->mu);
@@ -214,7 +238,7 @@ static void start_recv(lip_rpc_call *c)
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
-    if (!c->md_sent && c->builtin != BUILTIN_CHECK && (!c->me || c->me->m.kind == LIP_RPC_BIDI)) {
+    if (!c->md_sent && c->builtin != BUILTIN_CHECK && (!c->me || c->me->m.kind != LIP_RPC_UNARY)) {
         /* Streams send headers at once so clients see the stream open. */
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         n++;
@@ -588,6 +612,303 @@ int lip_rpc_server_health(lip_rpc_server *s, const char *service)
     return st;
 }
 
+/* ---- stream sessions (LIP_RPC_STREAM) ------------------------------------------------------ */
+/* A stream call gets its own session thread, which runs the handler once with the first message
+ * and then reads and sends at will (lip_rpc_call_recv / lip_rpc_call_send). The queue thread only
+ * moves messages: a received one goes into rq and the next RECV_MESSAGE starts while rq has room
+ * (so a slow session pushes back on the client through HTTP/2 flow control instead of growing a
+ * queue); a send completion starts the next queued message. One RECV_MESSAGE and one
+ * SEND_MESSAGE are outstanding at most, and they may overlap (notes/grpc-c-core §5). */
+
+static void abs_time(struct timespec *ts, double ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    long ns = ts->tv_nsec + (long)(ms * 1e6);
+    ts->tv_sec += ns / 1000000000L;
+    ts->tv_nsec = ns % 1000000000L;
+}
+
+static bool stream_over_locked(const lip_rpc_call *c)
+{
+    return c->broken || c->finished || c->cancel_flag || atomic_load(&c->s->cancel_all) ||
+           deadline_passed(c);
+}
+
+/* Starts the next RECV_MESSAGE when there is room and the stream is still open; c->mu held. */
+static void stream_recv_locked(lip_rpc_call *c)
+{
+    if (c->recv_inflight || c->recv_eof || c->broken || c->finished || c->rq_n >= STREAM_RQ_MAX)
+        return;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_bb;
+    if (start_batch_locked(c, &op, 1, TAG_RECV) == 0) c->recv_inflight = true;
+    else c->broken = true;
+}
+
+/* Copies a received byte buffer into a lip_malloc buffer (1 byte for an empty message). */
+static int take_msg(grpc_byte_buffer *bb, lip_rpc_buf *out)
+{
+    grpc_slice sl;
+    if (!read_bb(bb, &sl)) return LIP_EFORMAT;
+    size_t n = GRPC_SLICE_LENGTH(sl);
+    out->data = lip_malloc(n ? n : 1);
+    if (!out->data) {
+        grpc_slice_unref(sl);
+        return LIP_ENOMEM;
+    }
+    memcpy(out->data, GRPC_SLICE_START_PTR(sl), n);
+    out->len = n;
+    grpc_slice_unref(sl);
+    return 0;
+}
+
+static bool stream_admit(lip_rpc_call *c)
+{
+    lip_rpc_server *s = c->s;
+    pthread_mutex_lock(&s->smu);
+    bool ok = s->streams < s->o.max_streams;
+    if (ok) s->streams++;
+    int n = s->streams;
+    pthread_mutex_unlock(&s->smu);
+    if (!ok) {
+        atomic_fetch_add(&s->n_stream_busy, 1);
+        char msg[160];
+        snprintf(msg, sizeof msg, "server busy: %d streams open, limit %d; retry later", n,
+                 s->o.max_streams);
+        finish_call(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+        return false;
+    }
+    c->is_stream = true;
+    c->counted = true;
+    return true;
+}
+
+static void stream_uncount(lip_rpc_call *c)
+{
+    if (!c->counted) return;
+    c->counted = false;
+    lip_rpc_server *s = c->s;
+    pthread_mutex_lock(&s->smu);
+    s->streams--;
+    pthread_cond_broadcast(&s->scv);
+    pthread_mutex_unlock(&s->smu);
+}
+
+static void stream_on_recv(lip_rpc_call *c, bool ok)
+{
+    pthread_mutex_lock(&c->mu);
+    c->recv_inflight = false;
+    if (!ok) {
+        c->broken = true;
+    } else if (!c->recv_bb) {
+        c->recv_eof = true;
+    } else {
+        lip_rpc_buf b = {0};
+        int rc = take_msg(c->recv_bb, &b);
+        if (rc) {
+            c->broken = true; /* undecodable transport data: the session ends with an error */
+        } else {
+            int at = (c->rq_head + c->rq_n) % STREAM_RQ_MAX;
+            c->rq[at] = b;
+            c->rq_t[at] = lip_time_ms();
+            c->rq_n++;
+        }
+    }
+    if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
+    c->recv_bb = NULL;
+    stream_recv_locked(c);
+    pthread_cond_broadcast(&c->scv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void stream_on_send(lip_rpc_call *c, bool ok)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
+    c->send_bb = NULL;
+    c->send_inflight = false;
+    if (!ok) c->broken = true;
+    if (ok && c->sq_n > 0 && !c->finished) {
+        grpc_byte_buffer *bb = c->sq[c->sq_head];
+        c->sq_head = (c->sq_head + 1) % STREAM_SQ_MAX;
+        c->sq_n--;
+        c->send_bb = bb;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        if (start_batch_locked(c, &op, 1, TAG_SEND) == 0) c->send_inflight = true;
+        else c->broken = true;
+    }
+    pthread_cond_broadcast(&c->scv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct stream_job {
+    lip_rpc_call *c;
+    lip_rpc_buf first;
+} stream_job;
+
+static void *stream_main(void *arg)
+{
+    stream_job *j = arg;
+    lip_rpc_call *c = j->c;
+    lip_rpc_buf resp = {0};
+    lip_err err = {0};
+    int rc = c->me->m.fn(c->me->ud, c, j->first.data, j->first.len, &resp, &err);
+    lip_free(j->first.data);
+    lip_free(j);
+    if (resp.data && lip_rpc_call_send(c, &resp, NULL) != 0) rc = rc ? rc : LIP_ECANCELLED;
+    /* Everything queued leaves before the status (or the stream broke). */
+    pthread_mutex_lock(&c->mu);
+    while ((c->send_inflight || c->sq_n > 0) && !stream_over_locked(c)) {
+        struct timespec ts;
+        abs_time(&ts, STREAM_POLL_MS);
+        pthread_cond_timedwait(&c->scv, &c->mu, &ts);
+    }
+    bool cancelled = c->cancel_flag || c->broken;
+    pthread_mutex_unlock(&c->mu);
+    if (rc) {
+        if (!err.msg[0]) lip_err_set(&err, rc, "%s", lip_err_text(rc));
+        finish_call(c, lip_rpc_status_of(rc), err.msg, NULL);
+    } else if (deadline_passed(c)) {
+        finish_call(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline passed during the stream", NULL);
+    } else if (cancelled || atomic_load(&c->s->cancel_all)) {
+        finish_call(c, GRPC_STATUS_CANCELLED, "stream cancelled", NULL);
+    } else {
+        finish_call(c, GRPC_STATUS_OK, "", NULL);
+    }
+    stream_uncount(c);
+    call_unref(c); /* the session's reference */
+    return NULL;
+}
+
+/* The first message arrived: start the session thread (it owns one reference). */
+static void stream_start(lip_rpc_call *c)
+{
+    stream_job *j = lip_calloc(1, sizeof *j);
+    int rc = j ? take_msg(c->recv_bb, &j->first) : LIP_ENOMEM;
+    grpc_byte_buffer_destroy(c->recv_bb);
+    c->recv_bb = NULL;
+    if (rc) {
+        lip_free(j);
+        stream_uncount(c);
+        finish_call(c, rc == LIP_EFORMAT ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
+                    rc == LIP_EFORMAT ? "cannot decompress the first stream message"
+                                      : "out of memory for the first stream message", NULL);
+        return;
+    }
+    j->c = c;
+    atomic_fetch_add(&c->refs, 1);
+    pthread_mutex_lock(&c->mu);
+    c->stream_started = true;
+    stream_recv_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int e = pthread_create(&th, &at, stream_main, j);
+    pthread_attr_destroy(&at);
+    if (e != 0) {
+        lip_free(j->first.data);
+        lip_free(j);
+        finish_call(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a stream session thread",
+                    NULL);
+        stream_uncount(c);
+        call_unref(c);
+    }
+}
+
+int lip_rpc_call_recv(lip_rpc_call *c, lip_rpc_buf *msg, double *arrival_ms, double timeout_ms)
+{
+    msg->data = NULL;
+    msg->len = 0;
+    double until = timeout_ms > 0 ? lip_time_ms() + timeout_ms : 0;
+    pthread_mutex_lock(&c->mu);
+    int rc;
+    for (;;) {
+        if (c->rq_n > 0) {
+            *msg = c->rq[c->rq_head];
+            if (arrival_ms) *arrival_ms = c->rq_t[c->rq_head];
+            c->rq[c->rq_head] = (lip_rpc_buf){0};
+            c->rq_head = (c->rq_head + 1) % STREAM_RQ_MAX;
+            c->rq_n--;
+            stream_recv_locked(c);
+            rc = 1;
+            break;
+        }
+        if (c->recv_eof && !c->broken) {
+            rc = 0;
+            break;
+        }
+        if (stream_over_locked(c)) {
+            rc = LIP_ECANCELLED;
+            break;
+        }
+        double now = lip_time_ms();
+        if (timeout_ms == 0 || (timeout_ms > 0 && now >= until)) {
+            rc = LIP_ETIMEOUT;
+            break;
+        }
+        double wait = timeout_ms > 0 ? LIP_MIN(until - now, STREAM_POLL_MS) : STREAM_POLL_MS;
+        struct timespec ts;
+        abs_time(&ts, wait);
+        pthread_cond_timedwait(&c->scv, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int lip_rpc_call_send(lip_rpc_call *c, lip_rpc_buf *msg, lip_err *err)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->sq_n >= STREAM_SQ_MAX && !stream_over_locked(c)) {
+        struct timespec ts;
+        abs_time(&ts, STREAM_POLL_MS);
+        pthread_cond_timedwait(&c->scv, &c->mu, &ts);
+    }
+    if (stream_over_locked(c)) {
+        pthread_mutex_unlock(&c->mu);
+        lip_free(msg->data);
+        msg->data = NULL;
+        msg->len = 0;
+        return lip_err_set(err, LIP_ECANCELLED, "stream ended (client cancelled, disconnected, "
+                           "deadline passed or server shutting down)");
+    }
+    grpc_byte_buffer *bb = bb_from_buf(msg);
+    if (c->send_inflight) {
+        c->sq[(c->sq_head + c->sq_n) % STREAM_SQ_MAX] = bb;
+        c->sq_n++;
+    } else {
+        c->send_bb = bb;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        if (start_batch_locked(c, &op, 1, TAG_SEND) == 0) {
+            c->send_inflight = true;
+        } else {
+            c->broken = true;
+            pthread_mutex_unlock(&c->mu);
+            return lip_err_set(err, LIP_EIO, "cannot start a send on the stream");
+        }
+    }
+    c->n_sent++;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+int lip_rpc_call_send_queued(lip_rpc_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->sq_n + (c->send_inflight ? 1 : 0);
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 /* ---- completion-queue side ---------------------------------------------------------------- */
 
 static void arm(worker *w);
@@ -644,12 +965,17 @@ static void on_new(lip_rpc_call *c, bool ok)
         }
         if (s->o.recv_timeout_ms > 0) wait_add(c);
     }
+    if (c->me && c->me->m.kind == LIP_RPC_STREAM && !stream_admit(c)) return;
     start_recv(c);
 }
 
 static void on_recv(lip_rpc_call *c, bool ok)
 {
     wait_remove(c);
+    if (c->is_stream && c->stream_started) {
+        stream_on_recv(c, ok);
+        return;
+    }
     if (!ok || !c->recv_bb) {
         if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
         c->recv_bb = NULL;
@@ -666,11 +992,19 @@ static void on_recv(lip_rpc_call *c, bool ok)
         health_request(c);
         return;
     }
+    if (c->me->m.kind == LIP_RPC_STREAM) {
+        stream_start(c);
+        return;
+    }
     dispatch_message(c);
 }
 
 static void on_send(lip_rpc_call *c, bool ok)
 {
+    if (c->is_stream) {
+        stream_on_send(c, ok);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
     c->send_bb = NULL;
@@ -695,6 +1029,12 @@ static void on_send(lip_rpc_call *c, bool ok)
 static void on_close(lip_rpc_call *c)
 {
     if (c->close_cancelled) c->cancel_flag = 1;
+    if (c->is_stream) {
+        pthread_mutex_lock(&c->mu);
+        if (c->close_cancelled) c->broken = true;
+        pthread_cond_broadcast(&c->scv);
+        pthread_mutex_unlock(&c->mu);
+    }
     if (c->builtin == BUILTIN_WATCH) {
         /* The client went away or the stream ended: stop notifying it. */
         if (c->close_cancelled) finish_call(c, GRPC_STATUS_CANCELLED, "cancelled", NULL);
@@ -736,6 +1076,11 @@ static void arm(worker *w)
     c->w = w;
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->scv, &ca);
+    pthread_condattr_destroy(&ca);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     for (int i = 0; i < TAG_COUNT; i++) c->tags[i] = (tag){c, i};
@@ -764,6 +1109,7 @@ lip_rpc_opts lip_rpc_opts_default(void)
         .min_client_ping_ms = 5000,
         .request_timeout_ms = 0,
         .recv_timeout_ms = 30000,
+        .max_streams = 64,
     };
 }
 
@@ -780,12 +1126,13 @@ lip_rpc_server *lip_rpc_server_new(const lip_rpc_opts *opts, lip_err *err)
     if (s->o.cq_threads < 1 || s->o.cq_threads > 64 || s->o.compute_threads < 1 ||
         s->o.compute_threads > 256 || s->o.max_queued < 0 || s->o.max_queued > 100000 ||
         s->o.port < 0 || s->o.port > 65535 || s->o.max_recv_bytes < 1024 ||
-        s->o.max_send_bytes < 1024) {
+        s->o.max_send_bytes < 1024 || s->o.max_streams < 0 || s->o.max_streams > 100000) {
         lip_err_set(err, LIP_EINVAL,
                     "bad server options: cq_threads %d (1-64), compute_threads %d (1-256), "
-                    "max_queued %d (0-100000), port %d (0-65535), max message %d/%d (>= 1024)",
+                    "max_queued %d (0-100000), port %d (0-65535), max message %d/%d (>= 1024), "
+                    "max_streams %d (0-100000)",
                     s->o.cq_threads, s->o.compute_threads, s->o.max_queued, s->o.port,
-                    s->o.max_recv_bytes, s->o.max_send_bytes);
+                    s->o.max_recv_bytes, s->o.max_send_bytes, s->o.max_streams);
         lip_free(s);
         return NULL;
     }
@@ -793,6 +1140,8 @@ lip_rpc_server *lip_rpc_server_new(const lip_rpc_opts *opts, lip_err *err)
     pthread_mutex_init(&s->wmu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcv, NULL);
+    pthread_mutex_init(&s->smu, NULL);
+    pthread_cond_init(&s->scv, NULL);
     s->heavy_limit = s->o.compute_threads + s->o.max_queued;
     grpc_init();
     if (health_add(s, "", LIP_HEALTH_NOT_SERVING)) {
@@ -907,6 +1256,10 @@ void lip_rpc_server_stats(lip_rpc_server *s, lip_rpc_stats *out)
     out->rejected_busy = atomic_load(&s->n_busy);
     out->failed = atomic_load(&s->n_failed);
     out->heavy_active = atomic_load(&s->heavy_active);
+    pthread_mutex_lock(&s->smu);
+    out->streams = s->streams;
+    pthread_mutex_unlock(&s->smu);
+    out->rejected_streams = atomic_load(&s->n_stream_busy);
 }
 
 void lip_rpc_server_shutdown(lip_rpc_server *s, double grace_ms)
@@ -940,6 +1293,12 @@ void lip_rpc_server_shutdown(lip_rpc_server *s, double grace_ms)
             grpc_server_cancel_all_calls(s->srv);
             grpc_completion_queue_next(s->shutdown_cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         }
+        /* Stream sessions see cancel-all (or their call's end) within STREAM_POLL_MS; their
+         * last batches still need the queue threads, which run until below. */
+        atomic_store(&s->cancel_all, 1);
+        pthread_mutex_lock(&s->smu);
+        while (s->streams > 0) pthread_cond_wait(&s->scv, &s->smu);
+        pthread_mutex_unlock(&s->smu);
     }
     if (s->reaper_running) {
         pthread_mutex_lock(&s->rmu);
@@ -995,6 +1354,8 @@ void lip_rpc_server_free(lip_rpc_server *s)
     pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->rcv);
+    pthread_mutex_destroy(&s->smu);
+    pthread_cond_destroy(&s->scv);
     lip_free(s);
     grpc_shutdown();
 }
