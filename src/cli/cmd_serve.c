@@ -130,6 +130,15 @@ int lip_cli_serve(int argc, char **argv)
     so.default_model = cfg->default_model;
     so.auto_load = cfg->auto_load;
     so.max_models = cfg->capacity.max_models;
+    so.max_memory_gb = cfg->capacity.max_memory_gb;
+    so.evict_lru = cfg->capacity.eviction_policy == LIP_CFG_EVICT_LRU;
+    so.idle_timeout_min = cfg->capacity.idle_timeout_minutes;
+    /* gpus.count 0 = detect: one device when CUDA is there and the provider is not the CPU. */
+    so.gpu_count = cfg->onnx.provider == LIP_PROVIDER_CPU ? 0
+                   : cfg->gpus.count                   ? cfg->gpus.count
+                   : lip_engine_has_provider("cuda")   ? 1
+                                                       : 0;
+    so.gpu_least_loaded = cfg->gpus.assignment_strategy == LIP_GPU_LEAST_LOADED;
     so.encoder_path = cfg->audio.encoder_path && *cfg->audio.encoder_path &&
                               lip_file_exists(cfg->audio.encoder_path)
                           ? cfg->audio.encoder_path

@@ -31,7 +31,8 @@ typedef struct entry {
     uint8_t lfu;
     int64_t lfu_min; /* minute of the last decay */
     /* stats */
-    int64_t requests, frames, loads, evictions;
+    int64_t requests, frames, frames_load, loads, evictions;
+    double min_frame_ms, max_frame_ms;
     double total_inference_ms, load_ms;
     int64_t last_used_ms, loaded_ms;
     size_t mem;
@@ -402,6 +403,8 @@ static int load_locked(lip_registry *r, entry *e, int preferred_gpu, lip_err *er
     e->last_error[0] = 0;
     e->lfu = LFU_INIT;
     e->lfu_min = 0;
+    e->frames_load = 0;
+    e->min_frame_ms = e->max_frame_ms = 0;
     r->loaded++;
     r->mem += e->mem;
     r->loads++;
@@ -484,6 +487,19 @@ int lip_registry_acquire(lip_registry *r, const char *id, bool allow_load, lip_a
     return 0;
 }
 
+static void record_locked(entry *e, int frames, double inference_ms)
+{
+    e->frames += frames;
+    e->frames_load += frames;
+    e->total_inference_ms += inference_ms;
+    e->last_used_ms = lip_time_unix_ms();
+    if (frames > 0) {
+        double per = inference_ms / frames;
+        if (e->min_frame_ms == 0 || per < e->min_frame_ms) e->min_frame_ms = per;
+        if (per > e->max_frame_ms) e->max_frame_ms = per;
+    }
+}
+
 void lip_registry_release(lip_registry *r, lip_avatar *a, int frames, double inference_ms)
 {
     if (!a) return;
@@ -491,12 +507,18 @@ void lip_registry_release(lip_registry *r, lip_avatar *a, int frames, double inf
     entry *e = find(r, lip_avatar_id(a));
     if (e) {
         if (e->inflight > 0) e->inflight--;
-        e->frames += frames;
-        e->total_inference_ms += inference_ms;
-        e->last_used_ms = lip_time_unix_ms();
+        record_locked(e, frames, inference_ms);
     }
     pthread_mutex_unlock(&r->mu);
     lip_avatar_unref(a);
+}
+
+void lip_registry_record(lip_registry *r, const char *id, int frames, double inference_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    entry *e = id ? find(r, id) : NULL;
+    if (e) record_locked(e, frames, inference_ms);
+    pthread_mutex_unlock(&r->mu);
 }
 
 int lip_registry_load(lip_registry *r, const char *id, bool force, int preferred_gpu,
@@ -578,6 +600,9 @@ static void fill_stats(const entry *e, lip_model_stats *s)
     s->memory_bytes = s->loaded ? e->mem : 0;
     s->requests = e->requests;
     s->frames = e->frames;
+    s->frames_since_load = s->loaded ? e->frames_load : 0;
+    s->min_frame_ms = e->min_frame_ms;
+    s->max_frame_ms = e->max_frame_ms;
     s->total_inference_ms = e->total_inference_ms;
     s->load_ms = e->load_ms;
     s->last_used_unix_ms = e->last_used_ms;

@@ -69,6 +69,9 @@ int lip_registry_acquire(lip_registry *r, const char *id, bool allow_load, lip_a
                          lip_acquire_info *info, lip_err *err);
 /* Ends a request: records frames and model time in the avatar's stats and drops the reference. */
 void lip_registry_release(lip_registry *r, lip_avatar *a, int frames, double inference_ms);
+/* Records one served batch of `frames` frames that took inference_ms of model time (for callers
+ * that record before they release; then release with frames 0). Unknown ids are ignored. */
+void lip_registry_record(lip_registry *r, const char *id, int frames, double inference_ms);
 
 /* Loads (or with force, reloads) an avatar and keeps it loaded (not pinned). load_ms may be
  * NULL; *already (may be NULL) says it was loaded before. preferred_gpu -1 = choose. */
@@ -88,6 +91,8 @@ typedef struct lip_model_stats {
     int frame_count;           /* 0 if not loaded */
     size_t memory_bytes;       /* 0 if not loaded */
     int64_t requests, frames;  /* since the registry started */
+    int64_t frames_since_load; /* frames generated since the current load */
+    double min_frame_ms, max_frame_ms; /* model time per frame, best and worst batch; 0 = none */
     double total_inference_ms;
     double load_ms;            /* last load */
     int64_t last_used_unix_ms; /* 0 never */

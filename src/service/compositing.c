@@ -17,23 +17,25 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     return svc_infer_composite(ud, call, req, len, COMP_MAX_BATCH, resp, err);
 }
 
-/* Fills one ModelInfo (and its stats) from a registry entry; mu held. */
-static void fill_info(const svc_model *m, Compositing__ModelInfo *mi, Compositing__ModelStats *st)
+/* Fills one ModelInfo (and its stats) from the registry's view of a model (strings point into
+ * m, which must outlive the packing). */
+static void fill_info(const lip_model_stats *m, Compositing__ModelInfo *mi,
+                      Compositing__ModelStats *st)
 {
     Compositing__ModelInfo i0 = COMPOSITING__MODEL_INFO__INIT;
     Compositing__ModelStats s0 = COMPOSITING__MODEL_STATS__INIT;
     *mi = i0;
     *st = s0;
     mi->model_id = (char *)m->id;
-    mi->loaded = m->a != NULL;
-    mi->model_path = m->model_path ? m->model_path : "";
-    mi->background_dir = m->background_dir ? m->background_dir : "";
-    mi->crop_rects_path = m->crop_rects_path ? m->crop_rects_path : "";
-    st->usage_count = m->request_count;
+    mi->loaded = m->loaded;
+    mi->model_path = (char *)m->unet_path;
+    mi->background_dir = ""; /* API.md: MAY be empty */
+    mi->crop_rects_path = "";
+    st->usage_count = m->requests;
     st->last_used_unix_ms = m->last_used_unix_ms;
     st->total_inference_time_ms = m->total_inference_ms;
-    st->memory_bytes = m->a ? (int64_t)lip_avatar_memory_bytes(m->a) : 0;
-    st->loaded_unix_ms = m->a ? m->loaded_unix_ms : 0;
+    st->memory_bytes = (int64_t)m->memory_bytes;
+    st->loaded_unix_ms = m->loaded_unix_ms;
     mi->stats = st;
 }
 
@@ -45,41 +47,36 @@ static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf 
     if (only && *only) {
         int rc = svc_resolve(sv, only, id, err);
         if (rc) return rc;
-    } else {
-        svc_rescan(sv);
     }
-    pthread_mutex_lock(&sv->mu);
-    int n = sv->nmodels, k = 0, rc = 0;
+    lip_model_stats *ms = NULL;
+    int n = 0, k = 0;
+    int rc = svc_list(sv, &ms, &n);
     Compositing__ModelInfo *mi = lip_calloc((size_t)n + 1, sizeof *mi);
     Compositing__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
     Compositing__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
     int64_t total = 0;
-    if (!mi || !st || !ptrs) {
+    if (rc || !mi || !st || !ptrs) {
         rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
         goto out;
     }
-    for (int i = 0; i < n; i++) {
-        const svc_model *m = &sv->models[i];
-        if (m->a) total += (int64_t)lip_avatar_memory_bytes(m->a);
+    for (int i = 0; i < n; i++) { /* sorted by id */
+        const lip_model_stats *m = &ms[i];
+        total += (int64_t)m->memory_bytes;
         if (id[0] && strcmp(m->id, id) != 0) continue;
         fill_info(m, &mi[k], &st[k]);
         ptrs[k] = &mi[k];
         k++;
     }
-    for (int i = 1; i < k; i++)
-        for (int j = i; j > 0 && strcmp(ptrs[j - 1]->model_id, ptrs[j]->model_id) > 0; j--) {
-            Compositing__ModelInfo *t = ptrs[j];
-            ptrs[j] = ptrs[j - 1];
-            ptrs[j - 1] = t;
-        }
     if (stats_resp) {
+        lip_registry_totals tot;
+        svc_totals(sv, &tot);
         Compositing__GetModelStatsResponse o = COMPOSITING__GET_MODEL_STATS_RESPONSE__INIT;
         o.n_models = (size_t)k;
         o.models = ptrs;
         o.max_models = sv->o.max_models;
-        o.loaded_models = svc_loaded_count_locked(sv);
+        o.loaded_models = tot.loaded;
         o.total_memory_bytes = total;
-        o.max_memory_bytes = 0;
+        o.max_memory_bytes = (int64_t)tot.max_memory_bytes;
         rc = lip_rpc_pack(&o.base, resp, err);
     } else {
         Compositing__ListModelsResponse o = COMPOSITING__LIST_MODELS_RESPONSE__INIT;
@@ -88,7 +85,7 @@ static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf 
         rc = lip_rpc_pack(&o.base, resp, err);
     }
 out:
-    pthread_mutex_unlock(&sv->mu);
+    lip_free(ms);
     lip_free(mi);
     lip_free(st);
     lip_free(ptrs);
@@ -142,16 +139,14 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     Compositing__LoadModelResponse o = COMPOSITING__LOAD_MODEL_RESPONSE__INIT;
     Compositing__ModelInfo mi;
     Compositing__ModelStats st;
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    if (m) {
-        fill_info(m, &mi, &st);
+    lip_model_stats m;
+    if (!svc_stats(sv, id, &m)) {
+        fill_info(&m, &mi, &st);
         o.stats = &st;
     }
     o.success = true;
     o.load_time_ms = was ? 0.0f : (float)ms;
     rc = lip_rpc_pack(&o.base, resp, err);
-    pthread_mutex_unlock(&sv->mu);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 

@@ -125,7 +125,7 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     lip_free(regs);
     lip_free(ptrs);
     lip_result_free(&res);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     lip_free(tv);
     lip_free(tp);
     lip_free(ta);
@@ -133,22 +133,23 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 
-static void fill_info(const svc_model *m, Inference__ModelInfo *mi, Inference__ModelStats *st)
+/* Fills one ModelInfo from the registry's view of a model (strings point into m). */
+static void fill_info(const lip_model_stats *m, Inference__ModelInfo *mi,
+                      Inference__ModelStats *st)
 {
     Inference__ModelInfo i0 = INFERENCE__MODEL_INFO__INIT;
     Inference__ModelStats s0 = INFERENCE__MODEL_STATS__INIT;
     *mi = i0;
     *st = s0;
     mi->model_id = (char *)m->id;
-    mi->loaded = m->a != NULL;
-    mi->model_path = m->model_path ? m->model_path : "";
-    lip_engine *e = m->a ? lip_avatar_unet(m->a) : NULL;
-    mi->gpu_id = e ? lip_engine_device(e) : -1;
-    st->usage_count = m->request_count;
+    mi->loaded = m->loaded;
+    mi->model_path = (char *)m->unet_path;
+    mi->gpu_id = m->device;
+    st->usage_count = m->requests;
     st->last_used_unix_ms = m->last_used_unix_ms;
     st->total_inference_time_ms = m->total_inference_ms;
-    st->memory_bytes = m->a ? (int64_t)lip_avatar_memory_bytes(m->a) : 0;
-    st->loaded_unix_ms = m->a ? m->loaded_unix_ms : 0;
+    st->memory_bytes = (int64_t)m->memory_bytes;
+    st->loaded_unix_ms = m->loaded_unix_ms;
     mi->stats = st;
 }
 
@@ -159,40 +160,36 @@ static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf 
     if (only && *only) {
         int rc = svc_resolve(sv, only, id, err);
         if (rc) return rc;
-    } else {
-        svc_rescan(sv);
     }
-    pthread_mutex_lock(&sv->mu);
-    int n = sv->nmodels, k = 0, rc = 0;
+    lip_model_stats *ms = NULL;
+    int n = 0, k = 0;
+    int rc = svc_list(sv, &ms, &n);
     Inference__ModelInfo *mi = lip_calloc((size_t)n + 1, sizeof *mi);
     Inference__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
     Inference__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
     int64_t total = 0;
-    if (!mi || !st || !ptrs) {
+    if (rc || !mi || !st || !ptrs) {
         rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
         goto out;
     }
-    for (int i = 0; i < n; i++) {
-        const svc_model *m = &sv->models[i];
-        if (m->a) total += (int64_t)lip_avatar_memory_bytes(m->a);
+    for (int i = 0; i < n; i++) { /* sorted by id */
+        const lip_model_stats *m = &ms[i];
+        total += (int64_t)m->memory_bytes;
         if (id[0] && strcmp(m->id, id) != 0) continue;
         fill_info(m, &mi[k], &st[k]);
         ptrs[k] = &mi[k];
         k++;
     }
-    for (int i = 1; i < k; i++)
-        for (int j = i; j > 0 && strcmp(ptrs[j - 1]->model_id, ptrs[j]->model_id) > 0; j--) {
-            Inference__ModelInfo *t = ptrs[j];
-            ptrs[j] = ptrs[j - 1];
-            ptrs[j - 1] = t;
-        }
     if (stats_resp) {
+        lip_registry_totals tot;
+        svc_totals(sv, &tot);
         Inference__GetModelStatsResponse o = INFERENCE__GET_MODEL_STATS_RESPONSE__INIT;
         o.n_models = (size_t)k;
         o.models = ptrs;
         o.max_models = sv->o.max_models;
-        o.loaded_models = svc_loaded_count_locked(sv);
+        o.loaded_models = tot.loaded;
         o.total_memory_bytes = total;
+        o.max_memory_bytes = (int64_t)tot.max_memory_bytes;
         rc = lip_rpc_pack(&o.base, resp, err);
     } else {
         Inference__ListModelsResponse o = INFERENCE__LIST_MODELS_RESPONSE__INIT;
@@ -201,7 +198,7 @@ static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf 
         rc = lip_rpc_pack(&o.base, resp, err);
     }
 out:
-    pthread_mutex_unlock(&sv->mu);
+    lip_free(ms);
     lip_free(mi);
     lip_free(st);
     lip_free(ptrs);
@@ -253,16 +250,14 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     Inference__LoadModelResponse o = INFERENCE__LOAD_MODEL_RESPONSE__INIT;
     Inference__ModelInfo mi;
     Inference__ModelStats st;
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    if (m) {
-        fill_info(m, &mi, &st);
+    lip_model_stats m;
+    if (!svc_stats(sv, id, &m)) {
+        fill_info(&m, &mi, &st);
         o.stats = &st;
     }
     o.success = true;
     o.load_time_ms = was ? 0.0f : (float)ms;
     rc = lip_rpc_pack(&o.base, resp, err);
-    pthread_mutex_unlock(&sv->mu);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 

@@ -110,7 +110,7 @@ static int composite(void *ud, lip_rpc_call *call, const uint8_t *req, size_t le
         rc = lip_rpc_pack(&o.base, resp, err);
     }
     lip_result_free(&res);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
@@ -154,7 +154,7 @@ static int raw(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip
     }
     lip_free(out);
     lip_result_free(&res);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
@@ -190,15 +190,12 @@ static int raw_health(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     o.healthy = svc_healthy(sv, RAW_NAME);
     o.cuda_available = lip_engine_has_provider("cuda");
     char path[512] = "";
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = sv->default_model[0] ? svc_find_locked(sv, sv->default_model) : NULL;
-    if (m && m->a) {
+    lip_model_stats m;
+    if (sv->default_model[0] && !svc_stats(sv, sv->default_model, &m) && m.loaded) {
         /* Reduced to the file name: the server's directory layout is not the client's business. */
-        const char *p = lip_avatar_unet_path(m->a);
-        const char *slash = p ? strrchr(p, '/') : NULL;
-        lip_strlcpy(path, slash ? slash + 1 : (p ? p : ""), sizeof path);
+        const char *slash = strrchr(m.unet_path, '/');
+        lip_strlcpy(path, slash ? slash + 1 : m.unet_path, sizeof path);
     }
-    pthread_mutex_unlock(&sv->mu);
     o.model_path = path;
     int rc = lip_rpc_pack(&o.base, resp, err);
     return rc ? svc_fail(rd, err, resp) : 0;

@@ -146,7 +146,7 @@ int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req,
     rc = lip_rpc_pack(&o.base, resp, err);
 out:
     lip_result_free(&res);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     lip_free(tmp_vis);
     lip_free(tmp_pcm);
     lip_free(tmp_aud);
@@ -167,12 +167,6 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
 
 /* ---- model management ---------------------------------------------------------------------- */
 
-static int gpu_of(lip_avatar *a)
-{
-    lip_engine *e = a ? lip_avatar_unet(a) : NULL;
-    return e ? lip_engine_device(e) : -1;
-}
-
 static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
@@ -181,42 +175,34 @@ static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
     ProtobufCMessage *q = svc_unpack(&monolithic__list_models_request__descriptor, req, len, err);
     if (!q) return svc_fail(rd, err, resp);
     protobuf_c_message_free_unpacked(q, NULL);
-    svc_rescan(sv);
-    pthread_mutex_lock(&sv->mu);
-    int n = sv->nmodels;
+    lip_model_stats *ms = NULL;
+    int n = 0;
+    int rc = svc_list(sv, &ms, &n);
     Monolithic__ModelInfo *info = lip_calloc((size_t)n + 1, sizeof *info);
     Monolithic__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    int rc = 0;
-    if (!info || !ptrs) {
+    if (rc || !info || !ptrs) {
         rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
     } else {
+        /* svc_list is sorted by id, so listings are stable. */
         for (int i = 0; i < n; i++) {
-            const svc_model *m = &sv->models[i];
+            const lip_model_stats *m = &ms[i];
             Monolithic__ModelInfo mi = MONOLITHIC__MODEL_INFO__INIT;
             mi.model_id = (char *)m->id;
-            mi.loaded = m->a != NULL;
-            mi.gpu_id = gpu_of(m->a);
-            mi.memory_mb = m->a ? (int64_t)(lip_avatar_memory_bytes(m->a) >> 20) : 0;
-            mi.request_count = (int32_t)m->request_count;
-            mi.avg_inference_ms = m->request_count
-                                      ? (float)(m->total_inference_ms / (double)m->request_count)
-                                      : 0.0f;
+            mi.loaded = m->loaded;
+            mi.gpu_id = m->device;
+            mi.memory_mb = (int64_t)(m->memory_bytes >> 20);
+            mi.request_count = (int32_t)m->requests;
+            mi.avg_inference_ms = m->requests ? (float)(m->total_inference_ms / (double)m->requests)
+                                              : 0.0f;
             info[i] = mi;
             ptrs[i] = &info[i];
         }
-        /* Sorted by id so listings are stable. */
-        for (int i = 1; i < n; i++)
-            for (int j = i; j > 0 && strcmp(ptrs[j - 1]->model_id, ptrs[j]->model_id) > 0; j--) {
-                Monolithic__ModelInfo *t = ptrs[j];
-                ptrs[j] = ptrs[j - 1];
-                ptrs[j - 1] = t;
-            }
         Monolithic__ListModelsResponse o = MONOLITHIC__LIST_MODELS_RESPONSE__INIT;
         o.n_models = (size_t)n;
         o.models = ptrs;
         rc = lip_rpc_pack(&o.base, resp, err);
     }
-    pthread_mutex_unlock(&sv->mu);
+    lip_free(ms);
     lip_free(info);
     lip_free(ptrs);
     return rc ? svc_fail(rd, err, resp) : 0;
@@ -246,10 +232,8 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     if (rc) return svc_fail(rd, err, resp);
     Monolithic__LoadModelResponse o = MONOLITHIC__LOAD_MODEL_RESPONSE__INIT;
     o.success = true;
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    o.gpu_id = gpu_of(m ? m->a : NULL);
-    pthread_mutex_unlock(&sv->mu);
+    lip_model_stats st;
+    o.gpu_id = svc_stats(sv, id, &st) ? -1 : st.device;
     o.load_time_ms = was ? 0.0f : (float)ms;
     rc = lip_rpc_pack(&o.base, resp, err);
     return rc ? svc_fail(rd, err, resp) : 0;
@@ -283,42 +267,35 @@ static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
                                      err);
     if (!q) return svc_fail(rd, err, resp);
     protobuf_c_message_free_unpacked(q, NULL);
-    svc_rescan(sv);
-    pthread_mutex_lock(&sv->mu);
-    int n = sv->nmodels, rc = 0;
+    lip_model_stats *ms = NULL;
+    int n = 0;
+    int rc = svc_list(sv, &ms, &n);
     Monolithic__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
     Monolithic__ModelStats **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    if (!st || !ptrs) {
+    if (rc || !st || !ptrs) {
         rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing model stats");
     } else {
         for (int i = 0; i < n; i++) {
-            const svc_model *m = &sv->models[i];
+            const lip_model_stats *m = &ms[i];
             Monolithic__ModelStats s = MONOLITHIC__MODEL_STATS__INIT;
             s.model_id = (char *)m->id;
-            s.loaded = m->a != NULL;
-            s.gpu_id = gpu_of(m->a);
-            s.memory_mb = m->a ? (int64_t)(lip_avatar_memory_bytes(m->a) >> 20) : 0;
-            s.request_count = (int32_t)m->request_count;
+            s.loaded = m->loaded;
+            s.gpu_id = m->device;
+            s.memory_mb = (int64_t)(m->memory_bytes >> 20);
+            s.request_count = (int32_t)m->requests;
             s.total_inference_ms = (int64_t)m->total_inference_ms;
-            s.avg_inference_ms = m->request_count
-                                     ? (float)(m->total_inference_ms / (double)m->request_count)
-                                     : 0.0f;
+            s.avg_inference_ms = m->requests ? (float)(m->total_inference_ms / (double)m->requests)
+                                             : 0.0f;
             s.last_used_timestamp = m->last_used_unix_ms / 1000;
             st[i] = s;
             ptrs[i] = &st[i];
         }
-        for (int i = 1; i < n; i++)
-            for (int j = i; j > 0 && strcmp(ptrs[j - 1]->model_id, ptrs[j]->model_id) > 0; j--) {
-                Monolithic__ModelStats *t = ptrs[j];
-                ptrs[j] = ptrs[j - 1];
-                ptrs[j - 1] = t;
-            }
         Monolithic__GetModelStatsResponse o = MONOLITHIC__GET_MODEL_STATS_RESPONSE__INIT;
         o.n_models = (size_t)n;
         o.models = ptrs;
         rc = lip_rpc_pack(&o.base, resp, err);
     }
-    pthread_mutex_unlock(&sv->mu);
+    lip_free(ms);
     lip_free(st);
     lip_free(ptrs);
     return rc ? svc_fail(rd, err, resp) : 0;

@@ -171,7 +171,7 @@ static int one_frame(lip_service *sv, lip_rpc_call *call, const uint8_t *req, si
     if (!rc) rc = run_frames(sv, call, a, id, &fid, 1, NULL, 0, &b, err);
     if (!rc) rc = lip_rpc_pack(&b.fr[0].base, resp, err);
     batch_out_free(&b);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc;
 }
@@ -245,7 +245,7 @@ static int batch(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     if (!rc) rc = run_frames(sv, call, a, id, q->frame_ids, n, NULL, 0, &b, err);
     if (!rc) rc = pack_batch(call, &b, resp, err);
     batch_out_free(&b);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
@@ -329,7 +329,7 @@ static int batch_audio(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
     batch_out_free(&b);
     lip_free(ids);
     lip_free(pcm);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
@@ -396,10 +396,8 @@ static int load_package(void *ud, lip_rpc_call *call, const uint8_t *req, size_t
     double ms = 0;
     bool was = false;
     if (!rc) {
-        pthread_mutex_lock(&sv->mu);
-        svc_model *m = svc_find_locked(sv, name);
-        was = m && m->a;
-        pthread_mutex_unlock(&sv->mu);
+        lip_model_stats m;
+        was = !svc_stats(sv, name, &m) && m.loaded;
         if (!was) rc = svc_add_model_dir(sv, name, real_dir, err);
         if (!rc && !was) rc = svc_load(sv, name, false, &ms, &was, err);
     }
@@ -428,7 +426,7 @@ static int load_package(void *ud, lip_rpc_call *call, const uint8_t *req, size_t
     }
     o.memory_mapped_audio = false;
     rc = lip_rpc_pack(&o.base, resp, err);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 
@@ -447,25 +445,19 @@ static int get_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t le
     static const char *const tags[] = {"chunked_pipeline", "compressed_backgrounds",
                                        "precomputed_audio"};
     OptimizedLipsyncsrv__StatsResponse o = OPTIMIZED_LIPSYNCSRV__STATS_RESPONSE__INIT;
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
+    lip_model_stats m;
+    bool known = !svc_stats(sv, id, &m);
     o.model_name = id;
-    o.total_requests = m ? (int32_t)LIP_MIN(m->frames, INT32_MAX) : 0;
-    o.avg_inference_time_ms = m && m->frames ? m->total_inference_ms / (double)m->frames : 0;
-    o.min_inference_time_ms = m ? m->min_frame_ms : 0;
-    o.max_inference_time_ms = m ? m->max_frame_ms : 0;
-    o.frame_count = m && m->a ? lip_avatar_frame_count(m->a) : 0;
-    o.device = (char *)device_of(m ? m->a : NULL);
-    pthread_mutex_unlock(&sv->mu);
+    o.total_requests = known ? (int32_t)LIP_MIN(m.frames_since_load, INT32_MAX) : 0;
+    o.avg_inference_time_ms = known && m.frames ? m.total_inference_ms / (double)m.frames : 0;
+    o.min_inference_time_ms = known ? m.min_frame_ms : 0;
+    o.max_inference_time_ms = known ? m.max_frame_ms : 0;
+    o.frame_count = known ? m.frame_count : 0;
+    o.device = (char *)(known && m.device >= 0 ? "cuda" : "cpu");
     o.n_optimizations_active = LIP_ARRAY_LEN(tags);
     o.optimizations_active = (char **)tags;
     rc = lip_rpc_pack(&o.base, resp, err);
     return rc ? svc_fail(rd, err, resp) : 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
@@ -477,13 +469,14 @@ static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
                                      len, err);
     if (!q) return svc_fail(rd, err, resp);
     protobuf_c_message_free_unpacked(q, NULL);
-    pthread_mutex_lock(&sv->mu);
-    char **names = lip_calloc((size_t)sv->nmodels + 1, sizeof *names);
-    int n = 0, rc = 0;
-    for (int i = 0; names && i < sv->nmodels; i++)
-        if (sv->models[i].a) names[n++] = sv->models[i].id;
+    lip_model_stats *ms = NULL;
+    int nm = 0;
+    int rc = svc_list(sv, &ms, &nm);
+    char **names = rc ? NULL : lip_calloc((size_t)nm + 1, sizeof *names);
+    int n = 0;
+    for (int i = 0; names && i < nm; i++)
+        if (ms[i].loaded) names[n++] = ms[i].id; /* svc_list is sorted by id */
     if (names) {
-        qsort(names, (size_t)n, sizeof *names, cmp_str);
         OptimizedLipsyncsrv__ListModelsResponse o =
             OPTIMIZED_LIPSYNCSRV__LIST_MODELS_RESPONSE__INIT;
         o.n_loaded_models = (size_t)n;
@@ -493,8 +486,8 @@ static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
     } else {
         rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
     }
-    pthread_mutex_unlock(&sv->mu);
     lip_free(names);
+    lip_free(ms);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 
@@ -601,7 +594,7 @@ static int video_frame(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
     }
     lip_buf_free(&jb);
     lip_image_free(&img);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
@@ -636,7 +629,7 @@ static int metadata(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len
     o.n_bounds = 4;
     o.bounds = bounds;
     rc = lip_rpc_pack(&o.base, resp, err);
-    lip_avatar_unref(a);
+    svc_release(sv, a);
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 

@@ -1,19 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* service/registry.c: the shared state of the services: options, the pipeline, and the model
- * registry. THIN ADAPTER: the model registry part (lookup, load, LRU eviction by count, stats)
- * is a minimal stand-in written before src/registry/ (the multi-tenant avatar cache with
- * LFU/LRU, memory bounds and idle unloading) existed; the svc_* functions of svc_int.h are the
- * seam where it is to be replaced by lip_registry_*. A configured model is an entry of the configuration or a directory under
- * models_root that holds an avatar (avatar.yaml, unet.onnx or frames/); directories are
- * rescanned cheaply when models are listed or looked up, so an avatar copied in while serving is
- * found. Loaded avatars are refcounted: unloading or evicting drops the registry's reference and
- * requests that hold one finish normally. Also the request helpers shared by every API file. */
+/* service/registry.c: the shared state of the services: options, the pipeline, and the bridge
+ * to the avatar cache (src/registry): model-name resolution with the default model, acquire and
+ * release around every request, load/unload/list/stats for the management RPCs, and the
+ * mapping of load failures to API.md statuses. Also the request helpers shared by every API
+ * file and the registration of the APIs on an rpc server. */
 #include "service/svc_int.h"
 
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* ---- options and lifetime ------------------------------------------------------------------ */
 
@@ -51,63 +48,36 @@ lip_pipeline_opts svc_pipeline_opts(const lip_service *sv)
 
 static char *dup_or_null(const char *s) { return s && *s ? lip_strdup(s) : NULL; }
 
-static svc_model *add_model_locked(lip_service *sv, const char *id)
+void svc_rescan(lip_service *sv) { lip_registry_scan(sv->reg, NULL); }
+
+/* Joins a configured path with models_root unless absolute. */
+static const char *resolve_path(const lip_service *sv, const char *p, char *buf, size_t n)
 {
-    svc_model *m = svc_find_locked(sv, id);
-    if (m) return m;
-    svc_model *nm = lip_realloc(sv->models, (size_t)(sv->nmodels + 1) * sizeof *nm);
-    if (!nm) return NULL;
-    sv->models = nm;
-    m = &sv->models[sv->nmodels++];
-    memset(m, 0, sizeof *m);
-    lip_strlcpy(m->id, id, sizeof m->id);
-    return m;
+    if (!p) return NULL;
+    if (p[0] == '/') return p;
+    return lip_path_join(buf, n, sv->models_root, p, NULL) ? NULL : buf;
 }
 
-svc_model *svc_find_locked(lip_service *sv, const char *id)
+/* Unloads idle avatars every few seconds (a tenth of the idle timeout, 1-30 s). */
+static void *ticker_main(void *arg)
 {
-    for (int i = 0; i < sv->nmodels; i++)
-        if (strcmp(sv->models[i].id, id) == 0) return &sv->models[i];
+    lip_service *sv = arg;
+    double period_ms = LIP_MAX(1000.0, LIP_MIN(30000.0, sv->o.idle_timeout_min * 6000.0));
+    pthread_mutex_lock(&sv->tmu);
+    while (!sv->ticker_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = (long long)ts.tv_nsec + (long long)(period_ms * 1e6);
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&sv->tcv, &sv->tmu, &ts);
+        if (sv->ticker_stop) break;
+        pthread_mutex_unlock(&sv->tmu);
+        if (lip_registry_tick(sv->reg) > 0 && sv->srv) lip_service_update_health(sv, sv->srv);
+        pthread_mutex_lock(&sv->tmu);
+    }
+    pthread_mutex_unlock(&sv->tmu);
     return NULL;
-}
-
-int svc_loaded_count_locked(lip_service *sv)
-{
-    int n = 0;
-    for (int i = 0; i < sv->nmodels; i++) n += sv->models[i].a != NULL;
-    return n;
-}
-
-/* An avatar directory: has any of the files an avatar needs to be recognised. */
-static bool looks_like_avatar(const char *dir)
-{
-    static const char *const marks[] = {"avatar.yaml", "unet.onnx", "frames", "crop_rects.json",
-                                        "checkpoint"};
-    char p[1024];
-    for (size_t i = 0; i < LIP_ARRAY_LEN(marks); i++) {
-        if (lip_path_join(p, sizeof p, dir, marks[i], NULL)) continue;
-        struct stat st;
-        if (stat(p, &st) == 0) return true;
-    }
-    return false;
-}
-
-void svc_rescan(lip_service *sv)
-{
-    DIR *d = opendir(sv->models_root);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (!lip_valid_id(e->d_name, n)) continue;
-        char p[1024];
-        if (lip_path_join(p, sizeof p, sv->models_root, e->d_name, NULL)) continue;
-        if (!lip_dir_exists(p) || !looks_like_avatar(p)) continue;
-        pthread_mutex_lock(&sv->mu);
-        add_model_locked(sv, e->d_name);
-        pthread_mutex_unlock(&sv->mu);
-    }
-    closedir(d);
 }
 
 lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
@@ -118,9 +88,9 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
         return NULL;
     }
     sv->o = opts ? *opts : lip_service_opts_default();
-    pthread_mutex_init(&sv->mu, NULL);
-    pthread_mutex_init(&sv->load_mu, NULL);
     sv->start_unix_ms = lip_time_unix_ms();
+    pthread_mutex_init(&sv->tmu, NULL);
+    pthread_cond_init(&sv->tcv, NULL);
     sv->models_root = lip_strdup(sv->o.models_root && *sv->o.models_root ? sv->o.models_root
                                                                            : "avatars");
     sv->default_model = lip_strdup(sv->o.default_model ? sv->o.default_model : "");
@@ -145,6 +115,18 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
         lip_err_set(err, LIP_ENOTFOUND, "models root '%s' is not a directory", sv->models_root);
         goto fail;
     }
+    lip_registry_opts ro = lip_registry_opts_default();
+    ro.models_root = sv->models_root;
+    ro.max_models = sv->o.max_models;
+    ro.max_memory_gb = sv->o.max_memory_gb;
+    ro.policy = sv->o.evict_lru ? LIP_EVICT_LRU : LIP_EVICT_LFU;
+    ro.idle_timeout_min = sv->o.idle_timeout_min;
+    ro.auto_load = sv->o.auto_load;
+    ro.avatar.engine = sv->o.engine;
+    ro.gpu_count = sv->o.gpu_count;
+    ro.assignment = sv->o.gpu_least_loaded ? LIP_ASSIGN_LEAST_LOADED : LIP_ASSIGN_ROUND_ROBIN;
+    if (!(sv->reg = lip_registry_new(&ro, err))) goto fail;
+    /* Configured models first (their paths win over a same-named directory), then discovery. */
     for (int i = 0; opts && i < opts->n_models; i++) {
         const lip_service_model *cm = &opts->models[i];
         if (!cm->id || !lip_valid_id(cm->id, strlen(cm->id))) {
@@ -152,15 +134,11 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
                         cm->id ? cm->id : "");
             goto fail;
         }
-        svc_model *m = add_model_locked(sv, cm->id);
-        if (!m) {
-            lip_err_set(err, LIP_ENOMEM, "out of memory adding model %s", cm->id);
-            goto fail;
-        }
-        m->model_path = dup_or_null(cm->model_path);
-        m->background_dir = dup_or_null(cm->background_dir);
-        m->crop_rects_path = dup_or_null(cm->crop_rects_path);
-        m->preload = cm->preload;
+        char b1[4096], b2[4096], b3[4096];
+        lip_avatar_paths ps = {.unet = resolve_path(sv, cm->model_path, b1, sizeof b1),
+                               .frames_dir = resolve_path(sv, cm->background_dir, b2, sizeof b2),
+                               .crop_rects = resolve_path(sv, cm->crop_rects_path, b3, sizeof b3)};
+        if (lip_registry_add(sv->reg, cm->id, cm->id, &ps, false, -1, err)) goto fail;
     }
     svc_rescan(sv);
     lip_pipeline_opts po = svc_pipeline_opts(sv);
@@ -169,7 +147,7 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
         lip_err_prefix(err, "pipeline");
         goto fail;
     }
-    /* Preloads: the default model, then the models marked preload. */
+    /* Preloads: the default model, then the models marked preload (pinned). */
     if (sv->default_model[0]) {
         double ms;
         bool was;
@@ -179,16 +157,25 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
         }
         lip_log_info("service: loaded default model '%s' in %.0f ms", sv->default_model, ms);
     }
-    for (int i = 0; i < sv->nmodels; i++) {
-        if (!sv->models[i].preload) continue;
-        char id[72];
-        lip_strlcpy(id, sv->models[i].id, sizeof id);
-        double ms;
-        bool was;
-        if (svc_load(sv, id, false, &ms, &was, err)) {
-            lip_err_prefix(err, "preloading model '%s'", id);
+    for (int i = 0; opts && i < opts->n_models; i++) {
+        if (!opts->models[i].preload) continue;
+        char b1[4096], b2[4096], b3[4096];
+        const lip_service_model *cm = &opts->models[i];
+        lip_avatar_paths ps = {.unet = resolve_path(sv, cm->model_path, b1, sizeof b1),
+                               .frames_dir = resolve_path(sv, cm->background_dir, b2, sizeof b2),
+                               .crop_rects = resolve_path(sv, cm->crop_rects_path, b3, sizeof b3)};
+        if (lip_registry_add(sv->reg, cm->id, cm->id, &ps, true, -1, err)) {
+            err->code = svc_load_code(err->code);
+            lip_err_prefix(err, "preloading model '%s'", cm->id);
             goto fail;
         }
+    }
+    if (sv->o.idle_timeout_min > 0) {
+        if (pthread_create(&sv->ticker, NULL, ticker_main, sv) != 0) {
+            lip_err_set(err, LIP_ENOMEM, "cannot start the idle-unload thread");
+            goto fail;
+        }
+        sv->ticker_on = true;
     }
     return sv;
 fail:
@@ -199,30 +186,44 @@ fail:
 void lip_service_free(lip_service *sv)
 {
     if (!sv) return;
-    for (int i = 0; i < sv->nmodels; i++) {
-        lip_avatar_unref(sv->models[i].a);
-        lip_free(sv->models[i].model_path);
-        lip_free(sv->models[i].background_dir);
-        lip_free(sv->models[i].crop_rects_path);
-        lip_free(sv->models[i].dir);
+    if (sv->ticker_on) {
+        pthread_mutex_lock(&sv->tmu);
+        sv->ticker_stop = true;
+        pthread_cond_broadcast(&sv->tcv);
+        pthread_mutex_unlock(&sv->tmu);
+        pthread_join(sv->ticker, NULL);
     }
-    lip_free(sv->models);
+    pthread_mutex_destroy(&sv->tmu);
+    pthread_cond_destroy(&sv->tcv);
+    lip_registry_free(sv->reg);
     lip_pipeline_free(sv->pipe);
     lip_free(sv->models_root);
     lip_free(sv->default_model);
     lip_free(sv->encoder_path);
     lip_free(sv->version);
-    pthread_mutex_destroy(&sv->mu);
-    pthread_mutex_destroy(&sv->load_mu);
     lip_free(sv);
 }
 
-int lip_service_loaded_count(lip_service *sv)
+int svc_loaded_count(lip_service *sv)
 {
-    pthread_mutex_lock(&sv->mu);
-    int n = svc_loaded_count_locked(sv);
-    pthread_mutex_unlock(&sv->mu);
-    return n;
+    lip_registry_totals t;
+    lip_registry_totals_get(sv->reg, &t);
+    return t.loaded;
+}
+
+int lip_service_loaded_count(lip_service *sv) { return svc_loaded_count(sv); }
+
+void svc_totals(lip_service *sv, lip_registry_totals *t) { lip_registry_totals_get(sv->reg, t); }
+
+int svc_list(lip_service *sv, lip_model_stats **out, int *n)
+{
+    svc_rescan(sv);
+    return lip_registry_list(sv->reg, out, n);
+}
+
+int svc_stats(lip_service *sv, const char *id, lip_model_stats *out)
+{
+    return lip_registry_stats(sv->reg, id, out, NULL);
 }
 
 /* ---- model lookup and loading -------------------------------------------------------------- */
@@ -233,6 +234,7 @@ int svc_load_code(int code)
     case LIP_ENOTFOUND:
     case LIP_ENOMEM:
     case LIP_EBUSY:
+    case LIP_EINVAL:
     case LIP_EPERM: return code;
     default: return LIP_EPRECOND; /* unusable model files (format, model, I/O) */
     }
@@ -251,48 +253,15 @@ int svc_resolve(lip_service *sv, const char *name, char *id_out, lip_err *err)
         return lip_err_set(err, LIP_EINVAL, "model name '%.80s%s' is malformed: expected 1-64 "
                            "characters [A-Za-z0-9_.-], not . or .. (got %zu characters)", name,
                            n > 80 ? "..." : "", n);
-    pthread_mutex_lock(&sv->mu);
-    bool known = svc_find_locked(sv, name) != NULL;
-    pthread_mutex_unlock(&sv->mu);
-    if (!known) {
+    lip_model_stats st;
+    if (svc_stats(sv, name, &st)) {
         svc_rescan(sv);
-        pthread_mutex_lock(&sv->mu);
-        known = svc_find_locked(sv, name) != NULL;
-        pthread_mutex_unlock(&sv->mu);
+        if (svc_stats(sv, name, &st))
+            return lip_err_set(err, LIP_ENOTFOUND, "model '%s' not found (no such configured "
+                               "model or directory under %s)", name, sv->models_root);
     }
-    if (!known)
-        return lip_err_set(err, LIP_ENOTFOUND, "model '%s' not found (no such configured model "
-                           "or directory under %s)", name, sv->models_root);
     lip_strlcpy(id_out, name, 72);
     return 0;
-}
-
-/* Joins a configured path with models_root unless absolute. */
-static const char *resolve_path(const lip_service *sv, const char *p, char *buf, size_t n)
-{
-    if (!p) return NULL;
-    if (p[0] == '/') return p;
-    return lip_path_join(buf, n, sv->models_root, p, NULL) ? NULL : buf;
-}
-
-/* Evicts least-recently-used models until the loaded count fits max_models, keeping keep. */
-static void evict_locked(lip_service *sv, const char *keep)
-{
-    if (sv->o.max_models <= 0) return;
-    while (svc_loaded_count_locked(sv) > sv->o.max_models) {
-        svc_model *lru = NULL;
-        for (int i = 0; i < sv->nmodels; i++) {
-            svc_model *m = &sv->models[i];
-            if (!m->a || strcmp(m->id, keep) == 0) continue;
-            if (!lru || m->touch < lru->touch) lru = m;
-        }
-        if (!lru) return;
-        lip_log_info("service: evicting model '%s' (max_models %d)", lru->id, sv->o.max_models);
-        lip_avatar_unref(lru->a);
-        lru->a = NULL;
-        lru->loaded_unix_ms = 0;
-        lru->frames = 0;
-    }
 }
 
 int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool *was_loaded,
@@ -300,84 +269,19 @@ int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool 
 {
     *load_ms = 0;
     *was_loaded = false;
-    pthread_mutex_lock(&sv->load_mu);
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    if (!m) {
-        pthread_mutex_unlock(&sv->mu);
-        pthread_mutex_unlock(&sv->load_mu);
-        return lip_err_set(err, LIP_ENOTFOUND, "model '%s' not found", id);
-    }
-    if (m->a && !force) {
-        *was_loaded = true;
-        pthread_mutex_unlock(&sv->mu);
-        pthread_mutex_unlock(&sv->load_mu);
-        return 0;
-    }
-    char dir[1024], b1[1024], b2[1024], b3[1024];
-    int rc = m->dir ? (lip_strlcpy(dir, m->dir, sizeof dir) < sizeof dir
-                           ? 0
-                           : lip_err_set(err, LIP_EINVAL, "package path too long"))
-                    : lip_path_join(dir, sizeof dir, sv->models_root, id, err);
-    lip_avatar_paths paths = {0};
-    paths.unet = resolve_path(sv, m->model_path, b1, sizeof b1);
-    paths.frames_dir = resolve_path(sv, m->background_dir, b2, sizeof b2);
-    paths.crop_rects = resolve_path(sv, m->crop_rects_path, b3, sizeof b3);
-    pthread_mutex_unlock(&sv->mu);
+    int rc = lip_registry_load(sv->reg, id, force, -1, load_ms, was_loaded, err);
     if (rc) {
-        pthread_mutex_unlock(&sv->load_mu);
-        return rc;
-    }
-    if (!lip_dir_exists(dir) && !paths.frames_dir) {
-        pthread_mutex_unlock(&sv->load_mu);
-        return lip_err_set(err, LIP_ENOTFOUND, "model '%s': package directory %s does not exist",
-                           id, dir);
-    }
-    lip_avatar_opts ao = lip_avatar_opts_default();
-    ao.engine = sv->o.engine;
-    double t0 = lip_time_ms();
-    lip_avatar *a = lip_avatar_load(dir, id, &paths, &ao, err);
-    double ms = lip_time_ms() - t0;
-    if (!a) {
-        pthread_mutex_unlock(&sv->load_mu);
         err->code = svc_load_code(err->code);
-        return lip_err_prefix(err, "loading model '%s'", id);
+        return err->code;
     }
-    pthread_mutex_lock(&sv->mu);
-    m = svc_find_locked(sv, id); /* the array may have moved while loading */
-    lip_avatar *old = m->a;
-    m->a = a;
-    m->load_ms = ms;
-    m->loaded_unix_ms = lip_time_unix_ms();
-    m->touch = lip_time_ms();
-    m->frames = 0;
-    m->min_frame_ms = m->max_frame_ms = 0;
-    evict_locked(sv, id);
-    pthread_mutex_unlock(&sv->mu);
-    pthread_mutex_unlock(&sv->load_mu);
-    lip_avatar_unref(old);
-    *load_ms = ms;
     if (sv->srv) lip_service_update_health(sv, sv->srv);
-    lip_log_info("service: model '%s' loaded in %.0f ms (%d frames)", id, ms,
-                 lip_avatar_frame_count(a));
     return 0;
 }
 
 int svc_unload(lip_service *sv, const char *id, lip_err *err)
 {
-    pthread_mutex_lock(&sv->load_mu);
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    lip_avatar *a = m ? m->a : NULL;
-    if (m) {
-        m->a = NULL;
-        m->loaded_unix_ms = 0;
-        m->frames = 0;
-    }
-    pthread_mutex_unlock(&sv->mu);
-    pthread_mutex_unlock(&sv->load_mu);
-    if (!m) return lip_err_set(err, LIP_ENOTFOUND, "model '%s' not found", id);
-    lip_avatar_unref(a);
+    int rc = lip_registry_unload(sv->reg, id, err);
+    if (rc) return rc;
     /* Unloading the default model with auto-load off makes the services NOT_SERVING. */
     if (sv->srv) lip_service_update_health(sv, sv->srv);
     return 0;
@@ -391,71 +295,43 @@ int svc_acquire(lip_service *sv, const char *name, lip_avatar **a, bool *loaded_
     *load_ms = 0;
     int rc = svc_resolve(sv, name, id_out, err);
     if (rc) return rc;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        pthread_mutex_lock(&sv->mu);
-        svc_model *m = svc_find_locked(sv, id_out);
-        if (m && m->a) {
-            *a = lip_avatar_ref(m->a);
-            m->touch = lip_time_ms();
-        }
-        pthread_mutex_unlock(&sv->mu);
-        if (*a) return 0;
-        if (attempt) break;
-        if (!sv->o.auto_load)
+    lip_acquire_info info;
+    rc = lip_registry_acquire(sv->reg, id_out, false, a, &info, err);
+    if (rc) {
+        if (rc == LIP_EPRECOND)
             return lip_err_set(err, LIP_EPRECOND, "model '%s' is configured but not loaded and "
                                "auto-load is off (call LoadModel first)", id_out);
-        bool was;
-        rc = svc_load(sv, id_out, false, load_ms, &was, err);
-        if (rc) return rc;
-        *loaded_now = !was;
+        err->code = svc_load_code(rc);
+        return err->code;
     }
-    return lip_err_set(err, LIP_EUNAVAIL, "model '%s' was unloaded while the request started; "
-                       "retry", id_out);
+    *loaded_now = info.loaded_now;
+    *load_ms = info.load_ms;
+    if (info.loaded_now && sv->srv) lip_service_update_health(sv, sv->srv);
+    return 0;
+}
+
+void svc_release(lip_service *sv, lip_avatar *a)
+{
+    if (a) lip_registry_release(sv->reg, a, 0, 0);
 }
 
 void svc_record(lip_service *sv, const char *id, double inference_ms, int frames)
 {
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, id);
-    if (m) {
-        m->request_count++;
-        m->total_inference_ms += inference_ms;
-        m->last_used_unix_ms = lip_time_unix_ms();
-        m->touch = lip_time_ms();
-        if (frames > 0) {
-            double per = inference_ms / frames;
-            if (!m->frames || per < m->min_frame_ms) m->min_frame_ms = per;
-            if (!m->frames || per > m->max_frame_ms) m->max_frame_ms = per;
-            m->frames += frames;
-        }
-    }
-    pthread_mutex_unlock(&sv->mu);
+    lip_registry_record(sv->reg, id, frames, inference_ms);
 }
 
 int svc_add_model_dir(lip_service *sv, const char *id, const char *dir, lip_err *err)
 {
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = add_model_locked(sv, id);
-    char *d = m && dir ? lip_strdup(dir) : NULL;
-    if (m && d) {
-        lip_free(m->dir);
-        m->dir = d;
-    }
-    pthread_mutex_unlock(&sv->mu);
-    if (!m || (dir && !d))
-        return lip_err_set(err, LIP_ENOMEM, "out of memory registering model %s", id);
-    return 0;
+    return lip_registry_add(sv->reg, id, dir, NULL, false, -1, err);
 }
 
 bool svc_serving(lip_service *sv)
 {
     if (!sv->pipe) return false;
     if (!sv->default_model[0]) return true;
-    pthread_mutex_lock(&sv->mu);
-    svc_model *m = svc_find_locked(sv, sv->default_model);
-    bool ok = m && (m->a || sv->o.auto_load);
-    pthread_mutex_unlock(&sv->mu);
-    return ok;
+    lip_model_stats st;
+    if (svc_stats(sv, sv->default_model, &st)) return false;
+    return st.loaded || st.loading || sv->o.auto_load;
 }
 
 /* ---- request helpers ----------------------------------------------------------------------- */

@@ -30,7 +30,12 @@ typedef struct lip_service_opts {
     const char *models_root;     /* avatars live in <models_root>/<id>; default "avatars" */
     const char *default_model;   /* "" or NULL = none */
     bool auto_load;              /* load configured models on first use (default true) */
-    int max_models;              /* loaded at once; 0 = unlimited (LRU eviction otherwise) */
+    int max_models;              /* loaded at once; 0 = unlimited (eviction otherwise) */
+    double max_memory_gb;        /* resident bytes of loaded avatars; 0 = unlimited */
+    bool evict_lru;              /* LRU instead of LFU with decay (the default) */
+    double idle_timeout_min;     /* unload avatars idle this long; 0 = never */
+    int gpu_count;               /* GPUs for UNets (0 = CPU) */
+    bool gpu_least_loaded;       /* assignment: least loaded instead of round robin */
     const lip_service_model *models; /* configured models beyond the directories found */
     int n_models;
     const char *encoder_path;    /* audio encoder ONNX; NULL = none (raw audio is refused) */

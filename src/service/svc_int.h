@@ -8,36 +8,24 @@
 
 #include "avatar/avatar.h"
 #include "pipeline/pipeline.h"
+#include "registry/registry.h"
 #include "service/service.h"
 
 #include <pthread.h>
 
 #define SVC_MAX_REGISTERED 16
 
-typedef struct svc_model {
-    char id[72];
-    char *model_path, *background_dir, *crop_rects_path; /* configured, or NULL */
-    char *dir;                  /* package directory; NULL = <models_root>/<id> */
-    bool preload;
-    lip_avatar *a;              /* loaded avatar (one registry reference) or NULL */
-    double load_ms;
-    int64_t loaded_unix_ms;
-    int64_t last_used_unix_ms;  /* 0 = never */
-    long request_count;         /* batch calls served since server start */
-    long frames;                /* frames generated since load */
-    double total_inference_ms;  /* model time, all calls */
-    double min_frame_ms, max_frame_ms;
-    double touch;               /* lip_time_ms of the last use, for LRU eviction */
-} svc_model;
+
 
 struct lip_service {
     lip_service_opts o;
     char *models_root, *default_model, *encoder_path, *version;
     lip_pipeline *pipe;
-    pthread_mutex_t mu;      /* models[] and their stats */
-    pthread_mutex_t load_mu; /* serialises loads and unloads (taken before mu) */
-    svc_model *models;
-    int nmodels;
+    lip_registry *reg;       /* the avatars: discovery, loading, eviction, stats */
+    pthread_t ticker;        /* idle unloads (only with an idle timeout) */
+    bool ticker_on, ticker_stop;
+    pthread_mutex_t tmu;
+    pthread_cond_t tcv;
     int64_t start_unix_ms;
     lip_rpc_server *srv;     /* the server the services were registered on (health lookups) */
     char registered[SVC_MAX_REGISTERED][64];
@@ -60,14 +48,23 @@ int svc_load(lip_service *sv, const char *id, bool force, double *load_ms, bool 
              lip_err *err);
 /* Drops the registry's reference (in-flight requests keep theirs). */
 int svc_unload(lip_service *sv, const char *id, lip_err *err);
+/* Ends a request that svc_acquire started (drops the reference; the avatar becomes evictable
+ * again when no request holds it). NULL is a no-op. */
+void svc_release(lip_service *sv, lip_avatar *a);
 /* Records one served batch. */
 void svc_record(lip_service *sv, const char *id, double inference_ms, int frames);
 /* Rescans models_root for new avatar directories (cheap; called by listings). */
 void svc_rescan(lip_service *sv);
 /* Registers a model directory by id and dir (LoadPackage); dir must exist. */
 int svc_add_model_dir(lip_service *sv, const char *id, const char *dir, lip_err *err);
-int svc_loaded_count_locked(lip_service *sv);
-svc_model *svc_find_locked(lip_service *sv, const char *id);
+/* Every configured model's state and stats, sorted by id (after a rescan): *out is a new array
+ * (lip_free), *n its length. LIP_ENOMEM. */
+int svc_list(lip_service *sv, lip_model_stats **out, int *n);
+/* One model's state; LIP_ENOTFOUND if it is not configured. */
+int svc_stats(lip_service *sv, const char *id, lip_model_stats *out);
+/* Loaded models now, and the registry's totals. */
+int svc_loaded_count(lip_service *sv);
+void svc_totals(lip_service *sv, lip_registry_totals *t);
 
 /* ---- request helpers ----------------------------------------------------------------------- */
 /* Unpacks a request; INVALID_ARGUMENT naming the message type when it does not parse (malformed
