@@ -70,6 +70,19 @@ static void t_npy(void)
         free(b);
     }
     CHECK(lip_npy_parse((const uint8_t *)"\x93NUMPY", 6, &a, &err) == LIP_EFORMAT);
+    /* Header ending right after 'shape': (found by fuzzing: read one byte past an exact-size
+     * buffer). The buffer is heap-allocated to its exact size so ASan sees any over-read. */
+    {
+        const char *h = "{'descr': '<f4', 'fortran_order': False, 'shape':";
+        size_t hl = strlen(h), bl = 10 + hl;
+        uint8_t *ex = malloc(bl);
+        memcpy(ex, "\x93NUMPY\x01\x00", 8);
+        ex[8] = (uint8_t)hl;
+        ex[9] = 0;
+        memcpy(ex + 10, h, hl);
+        CHECK(lip_npy_parse(ex, bl, &a, &err) == LIP_EFORMAT);
+        free(ex);
+    }
     CHECK(lip_npy_parse((const uint8_t *)"garbage...", 10, &a, &err) == LIP_EFORMAT);
     /* Random bytes after a valid magic never crash. */
     unsigned s = 99;

@@ -163,9 +163,18 @@ int lip_avatar_read_rects(const char *path, int **rects, int *count, lip_err *er
     }
     rc = 0;
     if (cJSON_IsArray(root)) {
-        for (int i = 0; i < n && !rc; i++)
-            if (rect_from_json(cJSON_GetArrayItem(root, i), r + 4 * i))
+        /* Walk the list once: indexing a cJSON array is linear, so a loop of
+         * cJSON_GetArrayItem would be quadratic in the rect count. */
+        int i = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, root)
+        {
+            if (rect_from_json(it, r + 4 * i)) {
                 rc = lip_err_set(err, LIP_EFORMAT, "%s: entry %d is not [x1,y1,x2,y2] integers", path, i);
+                break;
+            }
+            i++;
+        }
     } else {
         const cJSON *it;
         cJSON_ArrayForEach(it, root)

@@ -91,7 +91,7 @@ int lip_npy_parse(const uint8_t *buf, size_t len, lip_npy *out, lip_err *err)
     else return lip_err_set(err, LIP_EFORMAT, ".npy header: 'fortran_order' missing or not True/False");
 
     const char *sh = find_key(h, hend, "shape");
-    if (!sh || *sh != '(') return lip_err_set(err, LIP_EFORMAT, ".npy header: 'shape' missing or not a tuple");
+    if (!sh || sh >= hend || *sh != '(') return lip_err_set(err, LIP_EFORMAT, ".npy header: 'shape' missing or not a tuple");
     sh++;
     int ndim = 0;
     size_t count = 1;
