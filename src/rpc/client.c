@@ -2,7 +2,8 @@
 /* rpc/client.c: a small blocking gRPC client on the C core: one channel with the message-size
  * limits, unary calls with a deadline, and bidi streams driven one operation at a time. Each
  * call has its own pluck queue, so one client can be shared by many threads. Used by
- * `lipsync client`, `lipsync bench serve`, the tests and (later) the compositing role. */
+ * `lipsync client`, `lipsync bench serve`, the tests and the compositing role's remote inference
+ * (lip_rpc_client_new_opts: round_robin over a list or DNS name, retries of UNAVAILABLE). */
 #include "rpc/rpc.h"
 
 #include <grpc/byte_buffer.h>
@@ -11,6 +12,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <stdio.h>
 #include <string.h>
 
 struct lip_rpc_client {
@@ -62,27 +64,90 @@ static void set_status(lip_rpc_status *st, grpc_status_code code, grpc_slice det
     st->details[n] = 0;
 }
 
-lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_err *err)
+lip_rpc_client_opts lip_rpc_client_opts_default(void)
 {
+    lip_rpc_client_opts o = {0};
+    return o;
+}
+
+/* The service config JSON of o: the load-balancing policy and a retry policy for UNAVAILABLE
+ * (gRPC caps maxAttempts at 5). Empty when o asks for neither. */
+static int service_config(const lip_rpc_client_opts *o, char *buf, size_t n, lip_err *err)
+{
+    buf[0] = 0;
+    bool lb = o->lb_policy && *o->lb_policy;
+    bool retry = o->max_attempts > 1;
+    if (!lb && !retry) return 0;
+    for (const char *p = lb ? o->lb_policy : ""; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+            return lip_err_set(err, LIP_EINVAL, "load-balancing policy '%s': expected a name "
+                               "such as round_robin or pick_first", o->lb_policy);
+    int backoff = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : 50;
+    int w = snprintf(buf, n, "{");
+    if (lb && w > 0 && (size_t)w < n)
+        w += snprintf(buf + w, n - (size_t)w, "\"loadBalancingConfig\":[{\"%s\":{}}]%s",
+                      o->lb_policy, retry ? "," : "");
+    if (retry && w > 0 && (size_t)w < n)
+        /* name [{}] is the default method config: every method of the channel. */
+        w += snprintf(buf + w, n - (size_t)w,
+                      "\"methodConfig\":[{\"name\":[{}],\"retryPolicy\":{\"maxAttempts\":%d,"
+                      "\"initialBackoff\":\"%d.%03ds\",\"maxBackoff\":\"%d.%03ds\","
+                      "\"backoffMultiplier\":2,\"retryableStatusCodes\":[\"UNAVAILABLE\"]}}]",
+                      LIP_MIN(o->max_attempts, 5), backoff / 1000, backoff % 1000,
+                      (backoff * 8) / 1000, (backoff * 8) % 1000);
+    if (w > 0 && (size_t)w < n) w += snprintf(buf + w, n - (size_t)w, "}");
+    if (w <= 0 || (size_t)w >= n)
+        return lip_err_set(err, LIP_EINVAL, "service config longer than %zu bytes", n - 1);
+    return 0;
+}
+
+lip_rpc_client *lip_rpc_client_new_opts(const char *target, const lip_rpc_client_opts *opts,
+                                        lip_err *err)
+{
+    lip_rpc_client_opts o = opts ? *opts : lip_rpc_client_opts_default();
     if (!target || !*target) {
         lip_err_set(err, LIP_EINVAL, "empty server address (expected host:port)");
         return NULL;
     }
+    char sc[512];
+    if (service_config(&o, sc, sizeof sc, err)) return NULL;
     lip_rpc_client *c = lip_calloc(1, sizeof *c);
     if (!c) {
         lip_err_set(err, LIP_ENOMEM, "out of memory creating a client");
         return NULL;
     }
     grpc_init();
-    int lim = max_msg_bytes > 0 ? max_msg_bytes : 100 << 20;
-    grpc_arg args[] = {
+    int lim = o.max_msg_bytes > 0 ? o.max_msg_bytes : 100 << 20;
+    grpc_arg args[8] = {
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = lim},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = lim},
         /* Each client object gets its own connection, so parallel bulk transfers from several
          * clients do not share one HTTP/2 connection (notes/grpc-c-core §6). */
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
     };
-    grpc_channel_args ca = {.num_args = LIP_ARRAY_LEN(args), .args = args};
+    size_t na = 3;
+    if (sc[0]) {
+        args[na++] = (grpc_arg){.type = GRPC_ARG_STRING, .key = GRPC_ARG_SERVICE_CONFIG,
+                                .value.string = sc};
+        /* A retried request must still be buffered when the first attempt fails: the core
+         * commits (stops retrying) a call whose request outgrew this buffer (256 KiB default),
+         * and inference requests are megabytes. The buffer holds references, not copies. */
+        if (o.max_attempts > 1)
+            args[na++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                                    .key = GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE,
+                                    .value.integer = lim};
+    }
+    if (o.reconnect_max_backoff_ms > 0) {
+        /* A restarted backend is used again within this time instead of gRPC's 120 s. */
+        args[na++] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                                .value.integer = o.reconnect_max_backoff_ms};
+        args[na++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                                .key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                                .value.integer = LIP_MIN(o.reconnect_max_backoff_ms, 1000)};
+        args[na++] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                                .value.integer = LIP_MIN(o.reconnect_max_backoff_ms, 1000)};
+    }
+    grpc_channel_args ca = {.num_args = na, .args = args};
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     c->ch = grpc_channel_create(target, cr, &ca);
     grpc_channel_credentials_release(cr);
@@ -93,6 +158,18 @@ lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_er
         return NULL;
     }
     return c;
+}
+
+lip_rpc_client *lip_rpc_client_new(const char *target, int max_msg_bytes, lip_err *err)
+{
+    lip_rpc_client_opts o = lip_rpc_client_opts_default();
+    o.max_msg_bytes = max_msg_bytes;
+    return lip_rpc_client_new_opts(target, &o, err);
+}
+
+int lip_rpc_client_state(lip_rpc_client *c, bool try_to_connect)
+{
+    return (int)grpc_channel_check_connectivity_state(c->ch, try_to_connect ? 1 : 0);
 }
 
 void lip_rpc_client_free(lip_rpc_client *c)
