@@ -4,6 +4,8 @@
  * enabled API services to one gRPC listener, reports SERVING, and waits for SIGINT/SIGTERM to
  * drain and exit 0. */
 #include "cli/cli.h"
+#include "metrics/metrics.h"
+#include "registry/registry.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "rpc/rpc.h"
@@ -51,6 +53,27 @@ static int attach_services(const lip_config *cfg, lip_service *sv, lip_rpc_serve
         attached++;
     }
     return attached;
+}
+
+/* Gauges and counters read at scrape time from the server's and the registry's own stats. */
+static struct {
+    lip_service *sv;
+    lip_rpc_server *srv;
+} scrape_ctx;
+
+static void on_scrape(lip_metrics *m, void *arg)
+{
+    (void)arg;
+    lip_rpc_stats rs;
+    lip_rpc_server_stats(scrape_ctx.srv, &rs);
+    lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_INFLIGHT, NULL, NULL), rs.heavy_active);
+    lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_AVATARS_LOADED, NULL, NULL),
+                  lip_service_loaded_count(scrape_ctx.sv));
+    lip_registry_totals t;
+    lip_service_registry_totals(scrape_ctx.sv, &t);
+    lip_counter *ev = lip_metrics_counter(m, LIP_METRIC_EVICTIONS, NULL, NULL);
+    uint64_t have = lip_counter_value(ev), want = (uint64_t)(t.evictions + t.idle_unloads);
+    if (want > have) lip_counter_add(ev, want - have);
 }
 
 int lip_cli_serve(int argc, char **argv)
@@ -192,6 +215,7 @@ int lip_cli_serve(int argc, char **argv)
 
     lip_service *sv = NULL;
     lip_rpc_server *srv = NULL;
+    lip_metrics_http *mhttp = NULL;
     int status = 1;
     double t0 = lip_time_ms();
     sv = lip_service_new(&so, &err);
@@ -214,6 +238,20 @@ int lip_cli_serve(int argc, char **argv)
         goto out;
     }
     lip_service_update_health(sv, srv);
+    if (cfg->metrics.port) {
+        lip_metrics *m = lip_metrics_global();
+        scrape_ctx.sv = sv;
+        scrape_ctx.srv = srv;
+        if (!m || lip_metrics_register_std(m, &err) ||
+            lip_metrics_on_scrape(m, on_scrape, &scrape_ctx, &err) ||
+            !(mhttp = lip_metrics_http_start(cfg->metrics.port, cfg->server.host, m, &err))) {
+            lip_cli_fail("serve", "metrics: %s", err.msg);
+            goto out;
+        }
+        lip_metrics_set_ready(m, true);
+        lip_log_info("metrics on http://%s:%d/metrics (/healthz, /readyz)", cfg->server.host,
+                     lip_metrics_http_port(mhttp));
+    }
     int port = lip_rpc_server_port(srv);
     lip_log_info("serving on %s:%d (started in %.0f ms): %s, grpc.health.v1.Health", ro.host, port,
                  lip_time_ms() - t0, names);
@@ -227,10 +265,12 @@ int lip_cli_serve(int argc, char **argv)
             port, port, port, port, *cfg->default_model ? cfg->default_model : "<model>");
     int sig = lip_rpc_wait_signal();
     lip_log_info("received signal %d: draining (grace %d s)", sig, cfg->server.grace_period_s);
+    if (mhttp) lip_metrics_set_ready(lip_metrics_global(), false);
     lip_rpc_server_shutdown(srv, cfg->server.grace_period_s * 1000.0);
     lip_log_info("stopped cleanly");
     status = 0;
 out:
+    lip_metrics_http_stop(mhttp);
     lip_rpc_server_free(srv);
     lip_service_free(sv);
     lip_free(models);

@@ -95,6 +95,7 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
         rc = lip_err_set(err, LIP_EINTERNAL, "pipeline returned %d outputs for %d", res.count, B);
     if (!rc) {
         svc_record(sv, id, res.t.inference_ms, B);
+        svc_observe(&res.t, B);
         regs = lip_calloc((size_t)B, sizeof *regs);
         ptrs = lip_calloc((size_t)B, sizeof *ptrs);
         if (!regs || !ptrs) rc = lip_err_set(err, LIP_ENOMEM, "out of memory");

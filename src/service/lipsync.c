@@ -79,6 +79,7 @@ static int run_batch(lip_service *sv, lip_rpc_call *call, const batch_in *in, in
         return lip_err_set(err, LIP_EINTERNAL, "pipeline returned %d frames for batch %d",
                            res->count, B);
     svc_record(sv, id, res->t.inference_ms, B);
+    svc_observe(&res->t, B);
     return 0;
 }
 

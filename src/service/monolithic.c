@@ -127,6 +127,7 @@ int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req,
         goto out;
     }
     svc_record(sv, id, res.t.inference_ms, B);
+    svc_observe(&res.t, B);
 
     ProtobufCBinaryData frames[MONO_MAX_BATCH];
     for (int i = 0; i < B; i++) frames[i] = (ProtobufCBinaryData){res.frames[i].len,

@@ -112,6 +112,7 @@ static int run_frames(lip_service *sv, lip_rpc_call *call, lip_avatar *a, const 
     if (b->res.count != n)
         return lip_err_set(err, LIP_EINTERNAL, "pipeline returned %d frames for %d", b->res.count, n);
     svc_record(sv, id, b->res.t.inference_ms, n);
+    svc_observe(&b->res.t, n);
     b->n = n;
     b->fr = lip_calloc((size_t)n, sizeof *b->fr);
     b->ptrs = lip_calloc((size_t)n, sizeof *b->ptrs);

@@ -5,6 +5,7 @@
  * mapping of load failures to API.md statuses. Also the request helpers shared by every API
  * file and the registration of the APIs on an rpc server. */
 #include "service/svc_int.h"
+#include "metrics/metrics.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -43,6 +44,10 @@ lip_pipeline_opts svc_pipeline_opts(const lip_service *sv)
     if (sv->o.feather_px > 0) po.feather_px = sv->o.feather_px;
     if (sv->o.jpeg_quality > 0) po.jpeg_quality = sv->o.jpeg_quality;
     if (sv->o.png_level >= 0) po.png_level = sv->o.png_level;
+    if (sv->remote) {
+        po.infer = svc_remote_infer;
+        po.infer_ud = sv->remote;
+    }
     return po;
 }
 
@@ -78,6 +83,14 @@ static void *ticker_main(void *arg)
     }
     pthread_mutex_unlock(&sv->tmu);
     return NULL;
+}
+
+/* The remote backends' health changed (probe thread): the services follow it. */
+static void remote_health_changed(void *ud, bool healthy)
+{
+    lip_service *sv = ud;
+    (void)healthy;
+    if (sv->srv) lip_service_update_health(sv, sv->srv);
 }
 
 lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
@@ -123,6 +136,18 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
     ro.idle_timeout_min = sv->o.idle_timeout_min;
     ro.auto_load = sv->o.auto_load;
     ro.avatar.engine = sv->o.engine;
+    if (sv->o.inference_url && *sv->o.inference_url) {
+        /* Remote inference: no UNet here; the decode cache is the background LRU. */
+        ro.avatar.load_unet = false;
+        ro.avatar.decode_cache_frames = LIP_MAX(sv->o.background_cache_frames, 0);
+        svc_remote_opts rmo = {.url = sv->o.inference_url,
+                               .timeout_ms = sv->o.inference_timeout_ms,
+                               .max_retries = sv->o.inference_max_retries,
+                               .max_msg_bytes = sv->o.inference_max_msg_bytes,
+                               .on_health_change = remote_health_changed,
+                               .ud = sv};
+        if (!(sv->remote = svc_remote_new(&rmo, err))) goto fail;
+    }
     ro.gpu_count = sv->o.gpu_count;
     ro.assignment = sv->o.gpu_least_loaded ? LIP_ASSIGN_LEAST_LOADED : LIP_ASSIGN_ROUND_ROBIN;
     if (!(sv->reg = lip_registry_new(&ro, err))) goto fail;
@@ -197,6 +222,7 @@ void lip_service_free(lip_service *sv)
     pthread_cond_destroy(&sv->tcv);
     lip_registry_free(sv->reg);
     lip_pipeline_free(sv->pipe);
+    svc_remote_free(sv->remote); /* after the pipeline: its threads call it */
     lip_free(sv->models_root);
     lip_free(sv->default_model);
     lip_free(sv->encoder_path);
@@ -214,6 +240,10 @@ int svc_loaded_count(lip_service *sv)
 int lip_service_loaded_count(lip_service *sv) { return svc_loaded_count(sv); }
 
 void svc_totals(lip_service *sv, lip_registry_totals *t) { lip_registry_totals_get(sv->reg, t); }
+void lip_service_registry_totals(lip_service *sv, struct lip_registry_totals *t)
+{
+    lip_registry_totals_get(sv->reg, t);
+}
 
 int svc_list(lip_service *sv, lip_model_stats **out, int *n)
 {
@@ -318,6 +348,35 @@ void svc_release(lip_service *sv, lip_avatar *a)
 void svc_record(lip_service *sv, const char *id, double inference_ms, int frames)
 {
     lip_registry_record(sv->reg, id, frames, inference_ms);
+}
+
+/* Series looked up once (the lookup takes the metrics lock; observing does not). */
+static struct {
+    pthread_once_t once;
+    lip_counter *frames;
+    lip_histogram *stage[6];
+} obs = {.once = PTHREAD_ONCE_INIT};
+
+static void obs_init(void)
+{
+    lip_metrics *m = lip_metrics_global();
+    if (!m || lip_metrics_register_std(m, NULL)) return;
+    static const char *const names[6] = {"queue", "audio", "prepare", "inference", "composite", "encode"};
+    obs.frames = lip_metrics_counter(m, LIP_METRIC_FRAMES, NULL, NULL);
+    for (int i = 0; i < 6; i++) {
+        const char *v[1] = {names[i]};
+        obs.stage[i] = lip_metrics_histogram(m, LIP_METRIC_STAGE_SECONDS, v, NULL);
+    }
+}
+
+void svc_observe(const lip_timings *t, int frames)
+{
+    pthread_once(&obs.once, obs_init);
+    lip_counter_add(obs.frames, (uint64_t)(frames > 0 ? frames : 0));
+    if (!t) return;
+    const double v[6] = {t->queue_ms, t->audio_ms, t->prepare_ms, t->inference_ms, t->composite_ms,
+                         t->encode_ms};
+    for (int i = 0; i < 6; i++) lip_histogram_observe(obs.stage[i], v[i] / 1000.0);
 }
 
 int svc_add_model_dir(lip_service *sv, const char *id, const char *dir, lip_err *err)
@@ -425,7 +484,11 @@ int lip_service_register(lip_service *sv, lip_rpc_server *srv, const char *name,
 void lip_service_update_health(lip_service *sv, lip_rpc_server *srv)
 {
     int st = svc_serving(sv) ? LIP_HEALTH_SERVING : LIP_HEALTH_NOT_SERVING;
-    for (int i = 0; i < sv->nregistered; i++) lip_rpc_server_set_health(srv, sv->registered[i], st);
+    /* With remote inference the services can take work only while a backend can (API.md §8);
+     * "" stays the process's own state, for liveness probes. */
+    int svc_st = sv->remote && !svc_remote_healthy(sv->remote) ? LIP_HEALTH_NOT_SERVING : st;
+    for (int i = 0; i < sv->nregistered; i++)
+        lip_rpc_server_set_health(srv, sv->registered[i], svc_st);
     lip_rpc_server_set_health(srv, "", st);
 }
 

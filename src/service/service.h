@@ -49,6 +49,14 @@ typedef struct lip_service_opts {
     int chunk_frames;            /* frames per UNet run; default 8 */
     int optimized_max_batch;     /* optimized service batch limit; default 64 */
     const char *version;         /* reported by health RPCs; default LIP_VERSION */
+    /* Remote inference (the compositing role, docs/SERVING.md "Separated deployment"): when
+     * inference_url is set, every UNet run goes to the inference servers it names, avatars load
+     * without their UNet, and their decode cache holds background_cache_frames frames. */
+    const char *inference_url;   /* "" or NULL = in-process inference */
+    int inference_timeout_ms;    /* per call, retries included; 0 = 10 s */
+    int inference_max_retries;   /* on UNAVAILABLE; default 3 */
+    int inference_max_msg_bytes; /* 0 = 100 MiB */
+    int background_cache_frames; /* decoded frames kept per avatar with remote inference */
 } lip_service_opts;
 
 lip_service_opts lip_service_opts_default(void);
@@ -76,5 +84,8 @@ void lip_service_update_health(lip_service *sv, lip_rpc_server *srv);
 
 /* Number of models loaded now. Thread-safe. */
 int lip_service_loaded_count(lip_service *sv);
+/* The avatar registry's totals (hits, misses, loads, evictions, memory). Thread-safe. */
+struct lip_registry_totals;
+void lip_service_registry_totals(lip_service *sv, struct lip_registry_totals *t);
 
 #endif

@@ -9,6 +9,7 @@
 #include "avatar/avatar.h"
 #include "pipeline/pipeline.h"
 #include "registry/registry.h"
+#include "service/remote.h"
 #include "service/service.h"
 
 #include <pthread.h>
@@ -22,6 +23,7 @@ struct lip_service {
     char *models_root, *default_model, *encoder_path, *version;
     lip_pipeline *pipe;
     lip_registry *reg;       /* the avatars: discovery, loading, eviction, stats */
+    svc_remote *remote;      /* remote inference backends; NULL = in-process */
     pthread_t ticker;        /* idle unloads (only with an idle timeout) */
     bool ticker_on, ticker_stop;
     pthread_mutex_t tmu;
@@ -51,8 +53,10 @@ int svc_unload(lip_service *sv, const char *id, lip_err *err);
 /* Ends a request that svc_acquire started (drops the reference; the avatar becomes evictable
  * again when no request holds it). NULL is a no-op. */
 void svc_release(lip_service *sv, lip_avatar *a);
-/* Records one served batch. */
+/* Records one served batch in the model's stats, and its frames and per-stage times in the
+ * process metrics (lipsync_frames_total, lipsync_stage_seconds{stage}). t may be NULL. */
 void svc_record(lip_service *sv, const char *id, double inference_ms, int frames);
+void svc_observe(const lip_timings *t, int frames);
 /* Rescans models_root for new avatar directories (cheap; called by listings). */
 void svc_rescan(lip_service *sv);
 /* Registers a model directory by id and dir (LoadPackage); dir must exist. */
