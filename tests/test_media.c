@@ -5,6 +5,7 @@
  * fails if the audio is shifted); reproduces the reference crop rects from the reference
  * landmarks; imports a generated video as an avatar and checks the layout; and feeds the error
  * paths hostile input (missing, corrupt and truncated files, bad rects, unwritable outputs). */
+#include "image/image.h"
 #include "media/media.h"
 #include "test.h"
 
@@ -199,19 +200,20 @@ static void t_writer_jpeg_and_opts(void)
     free(pcm);
     CHECK(vw != NULL);
     if (!vw) return;
-    uint8_t *img = malloc(160 * 120 * 3), *jpg = NULL;
-    size_t jl = 0;
+    uint8_t *img = malloc(160 * 120 * 3);
+    lip_buf jpg = {0};
     for (int i = 0; i < 25; i++) {
         pattern(img, 160, 120, i);
-        CHECK_RC(lip_media_jpeg_encode_bgr(img, 160, 120, 160 * 3, 95, &jpg, &jl, &err));
-        CHECK_RC(lip_video_writer_add_jpeg(vw, jpg, jl, &err));
-        lip_free(jpg);
+        lip_image im = {.data = img, .w = 160, .h = 120, .stride = 160 * 3};
+        CHECK_RC(lip_jpeg_encode(&im, 95, &jpg, &err));
+        CHECK_RC(lip_video_writer_add_jpeg(vw, jpg.data, jpg.len, &err));
     }
     /* A JPEG of the wrong size is refused by name and leaves the writer usable. */
-    CHECK_RC(lip_media_jpeg_encode_bgr(img, 80, 60, 160 * 3, 90, &jpg, &jl, &err));
-    CHECK(lip_video_writer_add_jpeg(vw, jpg, jl, &err) == LIP_EINVAL);
+    lip_image small = {.data = img, .w = 80, .h = 60, .stride = 160 * 3};
+    CHECK_RC(lip_jpeg_encode(&small, 90, &jpg, &err));
+    CHECK(lip_video_writer_add_jpeg(vw, jpg.data, jpg.len, &err) == LIP_EINVAL);
     CHECK(strstr(err.msg, "80x60") && strstr(err.msg, "160x120"));
-    lip_free(jpg);
+    lip_buf_free(&jpg);
     static const uint8_t junk[64] = {0xff, 0xd8, 0xff, 0xe0, 1, 2, 3};
     CHECK(lip_video_writer_add_jpeg(vw, junk, sizeof junk, &err) == LIP_EFORMAT);
     CHECK(lip_video_writer_frames(vw) == 25);
@@ -513,12 +515,16 @@ static void t_import(void)
     /* Frame 7 as JPEG vs the pattern that was encoded: H.264 then JPEG q90, two lossy steps on a
      * smooth image: measured ~38 dB; 32 dB would still catch a channel swap or a frame shift. */
     uint8_t *jpg = NULL, *dec = NULL;
-    size_t jl = 0, cap = 0;
+    size_t jl = 0;
     int w = 0, h = 0;
+    lip_image decoded = {0};
     snprintf(p, sizeof p, "%s/frames/000007.jpg", tpath("avatars/av1"));
     CHECK_RC(lip_file_read(p, 0, &jpg, &jl, &err));
     if (jpg) {
-        CHECK_RC(lip_media_jpeg_decode_bgr(jpg, jl, &dec, &cap, &w, &h, &err));
+        CHECK_RC(lip_jpeg_decode(jpg, jl, &decoded, &err));
+        dec = decoded.data;
+        w = decoded.w;
+        h = decoded.h;
         CHECK(w == 128 && h == 96);
         uint8_t *want = malloc(128 * 96 * 3);
         pattern(want, 128, 96, 7);
@@ -529,7 +535,7 @@ static void t_import(void)
         free(want);
     }
     lip_free(jpg);
-    lip_free(dec);
+    lip_image_free(&decoded);
     CHECK(!dir_has(tpath("avatars"), ".import-"));
     struct stat st;
     CHECK(stat(tpath("avatars/av1"), &st) == 0 && (st.st_mode & 0777) == 0755); /* not 0700 */

@@ -5,6 +5,7 @@
  * sibling directory and renamed into place only when every file is written, so a failed or
  * interrupted import never leaves something at the destination that looks like an avatar. */
 #include "media/media_int.h"
+#include "image/image.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -441,7 +442,8 @@ int lip_media_import_avatar(const lip_media_import_opts *o, int64_t *frames_out,
     lip_media_rect *rects = NULL;
     size_t n_rects = 0;
     lip_video_reader *rd = NULL;
-    uint8_t *jpg = NULL;
+    lip_buf jpg = {0};        /* encoded frame, reused */
+    lip_jpeg_enc *jenc = NULL; /* one encoder for the whole import */
     tmp[0] = 0;
     if ((rc = lip_dir_make(parent, err))) return rc;
     if ((rc = check_dest(out, err))) return rc;
@@ -511,14 +513,16 @@ int lip_media_import_avatar(const lip_media_import_opts *o, int64_t *frames_out,
         }
         /* Past the last rect the frames are only counted, to report both numbers. */
         if ((size_t)nf < n_rects) {
-            size_t jl;
-            if ((rc = lip_media_jpeg_encode_bgr(bgr, fw, fh, fw * 3, o->quality, &jpg, &jl, err)))
+            lip_image frame = {.data = bgr, .w = fw, .h = fh, .stride = fw * 3};
+            lip_jpeg_opts jo = lip_jpeg_opts_default();
+            jo.quality = o->quality;
+            if (!jenc && !(jenc = lip_jpeg_enc_new())) {
+                rc = lip_err_set(err, LIP_ENOMEM, "out of memory (JPEG encoder)");
                 goto fail;
+            }
+            if ((rc = lip_jpeg_enc_encode(jenc, &frame, &jo, &jpg, err))) goto fail;
             snprintf(path, sizeof path, "%s/frames/%06lld.jpg", tmp, (long long)nf);
-            rc = write_file(path, jpg, jl, err);
-            lip_free(jpg);
-            jpg = NULL;
-            if (rc) goto fail;
+            if ((rc = write_file(path, jpg.data, jpg.len, err))) goto fail;
         }
         nf++;
         if (o->progress) o->progress(o->progress_ctx, nf, info->frame_count);
@@ -553,7 +557,8 @@ int lip_media_import_avatar(const lip_media_import_opts *o, int64_t *frames_out,
     return 0;
 fail:
     if (!rc) rc = LIP_EINTERNAL;
-    lip_free(jpg);
+    lip_buf_free(&jpg);
+    lip_jpeg_enc_free(jenc);
     lip_video_reader_free(rd);
     lip_free(rects);
     remove_tree(tmp);

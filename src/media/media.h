@@ -105,17 +105,7 @@ void lip_video_reader_free(lip_video_reader *r);
  * frees with lip_free; *n is its length. Thread-safe. On failure *pcm16k is NULL and *n 0. */
 int lip_media_load_audio(const char *path, float **pcm16k, size_t *n, lip_err *err);
 
-/* ---- JPEG (libjpeg-turbo jpeglib API) ------------------------------------------------------- */
-/* Reads a JPEG's size without decoding it. */
-int lip_media_jpeg_size(const uint8_t *jpeg, size_t len, int *width, int *height, lip_err *err);
-/* Decodes a JPEG to packed BGR24 into *buf, growing it (lip_realloc) when *cap is too small, so a
- * caller that keeps buf/cap allocates only when the size grows. Thread-safe per buffer. */
-int lip_media_jpeg_decode_bgr(const uint8_t *jpeg, size_t len, uint8_t **buf, size_t *cap,
-                              int *width, int *height, lip_err *err);
-/* Encodes BGR24 (stride bytes per row) at quality 1..100 (4:2:0, islow DCT, standard Huffman
- * tables) into *out (new memory, caller frees with lip_free). Thread-safe. */
-int lip_media_jpeg_encode_bgr(const uint8_t *bgr, int width, int height, int stride, int quality,
-                              uint8_t **out, size_t *out_len, lip_err *err);
+/* JPEG encoding and decoding are the image module's (src/image/image.h). */
 
 /* ---- crop rects and the avatar importer ------------------------------------------------------ */
 typedef struct lip_media_rect {

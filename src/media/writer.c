@@ -7,6 +7,7 @@
  * directory and renamed at close, so a crash or a failed close never leaves a file at the final
  * path that looks complete. */
 #include "media/media_int.h"
+#include "image/image.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,8 +47,7 @@ struct lip_video_writer {
     int chunk_in; /* input samples per swr call (one video frame's worth, rounded up) */
     int64_t apts; /* audio samples sent to the encoder */
     int64_t nframes;
-    uint8_t *jbuf; /* JPEG decode buffer, reused */
-    size_t jcap;
+    lip_image jimg; /* JPEG decode buffer (image module), reused */
     bool failed; /* a write failed: only close/abort are accepted */
 };
 
@@ -79,7 +79,7 @@ static void writer_release(lip_video_writer *w)
     swr_free(&w->swr);
     lip_free(w->pcm);
     lip_free(w->abuf);
-    lip_free(w->jbuf);
+    lip_image_free(&w->jimg);
     lip_free(w);
 }
 
@@ -442,15 +442,27 @@ int lip_video_writer_add_jpeg(lip_video_writer *w, const uint8_t *jpeg, size_t l
 {
     if (!w || !jpeg) return lip_err_set(err, LIP_EINVAL, "video writer: NULL argument");
     if (w->failed) return lip_err_set(err, LIP_EPRECOND, "video writer: an earlier write failed");
-    int jw, jh;
-    int r = lip_media_jpeg_size(jpeg, len, &jw, &jh, err);
+    /* Decoded in place into the reused image when the size matches; a JPEG of another size
+     * decodes into a fresh image and is refused by size (a bad JPEG leaves the writer usable). */
+    lip_image *img = &w->jimg;
+    int r = lip_jpeg_decode(jpeg, len, img, err);
+    if (r == LIP_EINVAL && img->data) { /* size differs from the reused buffer */
+        lip_image other = {0};
+        r = lip_jpeg_decode(jpeg, len, &other, err);
+        if (!r)
+            r = lip_err_set(err, LIP_EINVAL, "video writer: JPEG frame is %dx%d, expected %dx%d",
+                            other.w, other.h, w->width, w->height);
+        lip_image_free(&other);
+        return r;
+    }
     if (r) return r;
-    if (jw != w->width || jh != w->height)
-        return lip_err_set(err, LIP_EINVAL, "video writer: JPEG frame is %dx%d, expected %dx%d", jw,
-                           jh, w->width, w->height);
-    r = lip_media_jpeg_decode_bgr(jpeg, len, &w->jbuf, &w->jcap, &jw, &jh, err);
-    if (r) return r; /* a bad JPEG leaves the writer usable */
-    r = add_frame(w, w->jbuf, w->width * 3, err);
+    if (img->w != w->width || img->h != w->height) {
+        r = lip_err_set(err, LIP_EINVAL, "video writer: JPEG frame is %dx%d, expected %dx%d",
+                        img->w, img->h, w->width, w->height);
+        lip_image_free(img);
+        return r;
+    }
+    r = add_frame(w, img->data, img->stride, err);
     if (r) w->failed = true;
     return r;
 }
