@@ -4,8 +4,8 @@
  * decoding goes through the image module. */
 #include "avatar/avatar.h"
 #include "image/image.h"
+#include "media/media.h"
 
-#include <cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <pthread.h>
@@ -37,6 +37,7 @@ struct lip_avatar {
     cache_slot *cache;
     int ncache;
     uint64_t clock;
+    int64_t chits, cmisses; /* lookups served from the cache / decoded (under cmu) */
     /* lip_avatar_ext: derived data attached by another module (set once) */
     _Atomic(void *) ext;
     const lip_avatar_ext_ops *ext_ops;
@@ -121,16 +122,23 @@ static bool safe_relative(const char *p)
 }
 
 /* ---- rects ----------------------------------------------------------------------------------- */
-static int rect_from_json(const cJSON *a, int *r)
+/* The DATA.md rect formats (JSON array, keyed JSON, landmarks) are parsed in one place, the media
+ * module's readers; here they become the avatar's flat [n][4] int arrays. */
+static int flatten_rects(lip_media_rect *mr, size_t n, int **rects, lip_err *err)
 {
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != 4) return -1;
-    for (int k = 0; k < 4; k++) {
-        const cJSON *v = cJSON_GetArrayItem(a, k);
-        if (!cJSON_IsNumber(v) || v->valuedouble < -1e6 || v->valuedouble > 1e6 ||
-            v->valuedouble != (double)(int)v->valuedouble)
-            return -1;
-        r[k] = (int)v->valuedouble;
+    int *r = lip_calloc(n ? n * 4 : 4, sizeof(int));
+    if (!r) {
+        lip_free(mr);
+        return lip_err_set(err, LIP_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < n; i++) {
+        r[4 * i] = mr[i].x1;
+        r[4 * i + 1] = mr[i].y1;
+        r[4 * i + 2] = mr[i].x2;
+        r[4 * i + 3] = mr[i].y2;
+    }
+    lip_free(mr);
+    *rects = r;
     return 0;
 }
 
@@ -138,119 +146,31 @@ int lip_avatar_read_rects(const char *path, int **rects, int *count, lip_err *er
 {
     *rects = NULL;
     *count = 0;
-    uint8_t *buf;
-    size_t len;
-    int rc = lip_file_read(path, 64 << 20, &buf, &len, err);
+    lip_media_rect *mr = NULL;
+    size_t n = 0;
+    int rc = lip_media_rects_load_json(path, &mr, &n, err);
     if (rc) return rc;
-    cJSON *root = cJSON_ParseWithLength((const char *)buf, len);
-    lip_free(buf);
-    if (!root) return lip_err_set(err, LIP_EFORMAT, "%s: not valid JSON", path);
-    int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : cJSON_IsObject(root) ? cJSON_GetArraySize(root) : -1;
-    if (n <= 0) {
-        cJSON_Delete(root);
-        return lip_err_set(err, LIP_EFORMAT, "%s: expected a non-empty array of [x1,y1,x2,y2] or an object keyed by frame", path);
+    if (n == 0 || n > 10000000) {
+        lip_free(mr);
+        return lip_err_set(err, LIP_EFORMAT, "%s: %zu rects (need 1 to 10,000,000)", path, n);
     }
-    int *r = lip_calloc((size_t)n * 4, sizeof(int));
-    if (!r) {
-        cJSON_Delete(root);
-        return lip_err_set(err, LIP_ENOMEM, "out of memory");
-    }
-    bool *seen = lip_calloc((size_t)n, sizeof(bool));
-    if (!seen) {
-        lip_free(r);
-        cJSON_Delete(root);
-        return lip_err_set(err, LIP_ENOMEM, "out of memory");
-    }
-    rc = 0;
-    if (cJSON_IsArray(root)) {
-        /* Walk the list once: indexing a cJSON array is linear, so a loop of
-         * cJSON_GetArrayItem would be quadratic in the rect count. */
-        int i = 0;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, root)
-        {
-            if (rect_from_json(it, r + 4 * i)) {
-                rc = lip_err_set(err, LIP_EFORMAT, "%s: entry %d is not [x1,y1,x2,y2] integers", path, i);
-                break;
-            }
-            i++;
-        }
-    } else {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, root)
-        {
-            long idx;
-            if (lip_parse_long(it->string, 0, n - 1, &idx)) {
-                rc = lip_err_set(err, LIP_EFORMAT, "%s: key '%s' is not a frame index 0..%d", path, it->string, n - 1);
-                break;
-            }
-            const cJSON *a = cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "rect") : it;
-            if (rect_from_json(a, r + 4 * idx)) {
-                rc = lip_err_set(err, LIP_EFORMAT, "%s: frame %ld has no [x1,y1,x2,y2] rect", path, idx);
-                break;
-            }
-            seen[idx] = true;
-        }
-        for (int i = 0; i < n && !rc; i++)
-            if (!seen[i]) rc = lip_err_set(err, LIP_EFORMAT, "%s: no rect for frame %d", path, i);
-    }
-    lip_free(seen);
-    cJSON_Delete(root);
-    if (rc) {
-        lip_free(r);
-        return rc;
-    }
-    *rects = r;
-    *count = n;
-    return 0;
+    rc = flatten_rects(mr, n, rects, err);
+    if (!rc) *count = (int)n;
+    return rc;
 }
 
 int lip_avatar_rects_from_landmarks(const char *dir, int count, int **rects, lip_err *err)
 {
     *rects = NULL;
-    int *r = lip_calloc((size_t)count * 4, sizeof(int));
-    if (!r) return lip_err_set(err, LIP_ENOMEM, "out of memory");
-    for (int i = 0; i < count; i++) {
-        char name[32], path[4096];
-        snprintf(name, sizeof name, "%d.lms", i);
-        int rc = lip_path_join(path, sizeof path, dir, name, err);
-        uint8_t *buf = NULL;
-        size_t len;
-        if (!rc) rc = lip_file_read(path, 1 << 20, &buf, &len, err);
-        if (rc) {
-            lip_free(r);
-            return rc;
-        }
-        long xs[110], ys[110];
-        int got = 0;
-        char *s = (char *)buf;
-        while (got < 110 && *s) {
-            char *end;
-            long x = strtol(s, &end, 10);
-            if (end == s) break;
-            s = end;
-            long y = strtol(s, &end, 10);
-            if (end == s) break;
-            s = end;
-            xs[got] = x;
-            ys[got] = y;
-            got++;
-            while (*s && *s != '\n') s++;
-            if (*s) s++;
-        }
-        lip_free(buf);
-        if (got < 53) {
-            lip_free(r);
-            return lip_err_set(err, LIP_EFORMAT, "%s: %d landmark lines, need 110 'x y' lines", path, got);
-        }
-        int *q = r + 4 * i;
-        q[0] = (int)xs[1];
-        q[1] = (int)ys[52];
-        q[2] = (int)xs[31];
-        q[3] = (int)(ys[52] + (xs[31] - xs[1]));
+    lip_media_rect *mr = NULL;
+    size_t n = 0;
+    int rc = lip_media_rects_from_landmarks_dir(dir, &mr, &n, err);
+    if (rc) return rc;
+    if (n < (size_t)count) {
+        lip_free(mr);
+        return lip_err_set(err, LIP_EFORMAT, "%s: landmarks for %zu frames, need %d", dir, n, count);
     }
-    *rects = r;
-    return 0;
+    return flatten_rects(mr, n, rects, err);
 }
 
 /* ---- frames ---------------------------------------------------------------------------------- */
@@ -616,6 +536,15 @@ void *lip_avatar_ext(lip_avatar *a, void *ext, const lip_avatar_ext_ops *ops)
 }
 double lip_avatar_load_ms(const lip_avatar *a) { return a->load_ms; }
 
+void lip_avatar_cache_stats(lip_avatar *a, int64_t *hits, int64_t *misses, int *capacity)
+{
+    pthread_mutex_lock(&a->cmu);
+    if (hits) *hits = a->chits;
+    if (misses) *misses = a->cmisses;
+    if (capacity) *capacity = a->ncache;
+    pthread_mutex_unlock(&a->cmu);
+}
+
 int lip_avatar_frame_index(const lip_avatar *a, long i, int order)
 {
     long n = a->n;
@@ -638,6 +567,7 @@ int lip_avatar_frame_bgr(lip_avatar *a, int i, uint8_t *bgr, int stride, lip_err
             cache_slot *s = &a->cache[k];
             if (s->frame == i && s->bgr) {
                 s->stamp = ++a->clock;
+                a->chits++;
                 for (int y = 0; y < a->h; y++) memcpy(bgr + (size_t)y * (size_t)stride, s->bgr + (size_t)y * row, row);
                 pthread_mutex_unlock(&a->cmu);
                 return 0;
@@ -650,6 +580,7 @@ int lip_avatar_frame_bgr(lip_avatar *a, int i, uint8_t *bgr, int stride, lip_err
     if (rc || !a->ncache) return rc;
     /* Insert into the least recently used slot. */
     pthread_mutex_lock(&a->cmu);
+    a->cmisses++;
     cache_slot *victim = &a->cache[0];
     for (int k = 0; k < a->ncache; k++) {
         if (a->cache[k].frame == i) {
