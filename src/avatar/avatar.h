@@ -71,6 +71,10 @@ const float *lip_avatar_audio_features(const lip_avatar *a, int *rows);
 size_t lip_avatar_memory_bytes(const lip_avatar *a);
 /* Milliseconds the load took. */
 double lip_avatar_load_ms(const lip_avatar *a);
+/* Decode-cache counters since load: lookups served from the cache (hits), frames decoded while
+ * the cache is on (misses), and its capacity in frames (opts.decode_cache_frames, at most the
+ * frame count). NULL outputs are skipped. Thread-safe. */
+void lip_avatar_cache_stats(lip_avatar *a, int64_t *hits, int64_t *misses, int *capacity);
 
 /* Maps a stream frame index to an avatar frame: LIP_ORDER_LOOP gives i mod N (the seed APIs);
  * LIP_ORDER_PINGPONG walks 0..N-1, N-2..1, 0.. (render and the native API: no jump at the end). */

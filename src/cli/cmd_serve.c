@@ -129,9 +129,6 @@ int lip_cli_serve(int argc, char **argv)
         lip_config_free(cfg);
         return 2;
     }
-    if (*cfg->inference_server.url)
-        lip_log_warn("serve: inference_server.url '%s' is ignored: this build runs inference "
-                     "in-process", cfg->inference_server.url);
     for (int i = 0; i < lip_config_warning_count(cfg); i++)
         lip_log_warn("config: %s", lip_config_warning(cfg, i));
     if (print_config) {
@@ -181,6 +178,13 @@ int lip_cli_serve(int argc, char **argv)
     so.paste_exact = cfg->output.paste_mode == LIP_CFG_PASTE_EXACT;
     so.feather_px = cfg->output.feather_px;
     so.optimized_max_batch = cfg->batch.max_frames;
+    /* Remote inference (compositing role): calls to the inference servers of the url. */
+    so.inference_url = cfg->inference_server.url;
+    so.inference_timeout_ms = cfg->inference_server.timeout_seconds * 1000;
+    so.inference_max_retries = cfg->inference_server.max_retries;
+    so.inference_max_msg_bytes =
+        (int)LIP_MIN((long)cfg->server.max_message_size_mb << 20, 0x7fffffffL);
+    so.background_cache_frames = cfg->capacity.background_cache_frames;
     int nm = lip_config_model_count(cfg);
     lip_service_model *models = lip_calloc((size_t)nm + 1, sizeof *models);
     for (int i = 0; models && i < nm; i++) {
@@ -271,8 +275,10 @@ int lip_cli_serve(int argc, char **argv)
     status = 0;
 out:
     lip_metrics_http_stop(mhttp);
-    lip_rpc_server_free(srv);
+    /* The service first: its remote-inference probe thread may still set health on srv. The
+     * server is shut down (or never started) here, so no handler is running. */
     lip_service_free(sv);
+    lip_rpc_server_free(srv);
     lip_free(models);
     lip_config_free(cfg);
     return status;

@@ -610,6 +610,8 @@ static void fill_stats(const entry *e, lip_model_stats *s)
     s->loads = e->loads;
     s->evictions = e->evictions;
     lip_strlcpy(s->last_error, e->last_error, sizeof s->last_error);
+    if (e->av && s->loaded)
+        lip_avatar_cache_stats(e->av, &s->bg_cache_hits, &s->bg_cache_misses, &s->bg_cache_frames);
 }
 
 static int stats_cmp(const void *a, const void *b)

@@ -99,6 +99,9 @@ typedef struct lip_model_stats {
     int64_t loaded_unix_ms;    /* 0 not loaded */
     int64_t loads, evictions;
     char last_error[256];      /* last load failure, "" if none */
+    int64_t bg_cache_hits, bg_cache_misses; /* the loaded avatar's decode cache (background
+                                               frames), since its load; 0 if not loaded */
+    int bg_cache_frames;       /* its capacity in frames */
 } lip_model_stats;
 
 /* Every known avatar, sorted by id: *out is a new array (lip_free), *n its length. */

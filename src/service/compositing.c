@@ -36,6 +36,9 @@ static void fill_info(const lip_model_stats *m, Compositing__ModelInfo *mi,
     st->total_inference_time_ms = m->total_inference_ms;
     st->memory_bytes = (int64_t)m->memory_bytes;
     st->loaded_unix_ms = m->loaded_unix_ms;
+    st->background_cache_hits = m->bg_cache_hits;
+    st->background_cache_misses = m->bg_cache_misses;
+    st->background_cache_frames = m->bg_cache_frames;
     mi->stats = st;
 }
 
@@ -179,11 +182,12 @@ static int health(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, 
     protobuf_c_message_free_unpacked(q, NULL);
     Compositing__HealthResponse o = COMPOSITING__HEALTH_RESPONSE__INIT;
     o.healthy = svc_healthy(sv, COMP_NAME);
-    o.inference_server_healthy = true; /* inference runs in-process */
+    /* In-process inference is as healthy as this server; remote: the last probe. */
+    o.inference_server_healthy = sv->remote ? svc_remote_healthy(sv->remote) : true;
     o.loaded_models = lip_service_loaded_count(sv);
     o.max_models = sv->o.max_models;
     o.version = sv->version;
-    o.inference_server_url = "";
+    o.inference_server_url = sv->remote ? (char *)svc_remote_url(sv->remote) : "";
     int rc = lip_rpc_pack(&o.base, resp, err);
     return rc ? svc_fail(rd, err, resp) : 0;
 }

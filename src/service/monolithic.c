@@ -79,7 +79,8 @@ int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req,
     double load_ms = 0;
     rc = svc_acquire(sv, q->model_id, &a, &loaded_now, &load_ms, id, err);
     if (rc) goto out;
-    if (plen && !lip_pipeline_encoder(sv->pipe)) {
+    /* With remote inference and no encoder here, the PCM is forwarded to the backends. */
+    if (plen && !lip_pipeline_encoder(sv->pipe) && !sv->remote) {
         rc = lip_err_set(err, LIP_EPRECOND, "raw_audio sent but this server has no audio "
                          "encoder (configure audio.encoder_path, or send audio_features)");
         goto out;
