@@ -35,6 +35,7 @@ MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
 AVATARS = os.path.abspath(os.environ.get("AVATARS", os.path.join(ROOT, "avatars")))
 results = []
 procs = []
+tmp = None
 
 
 def tap(ok, name, note=""):
@@ -50,6 +51,10 @@ def finish():
             p.kill()
             p.wait()
     p = sum(1 for r in results if r)
+    if tmp and p == len(results):
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif tmp:
+        print("# server logs kept in %s" % tmp)
     print("1..%d" % len(results))
     print("%d passed, %d failed" % (p, len(results) - p))
     sys.exit(0 if p == len(results) else 1)

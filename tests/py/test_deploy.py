@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+# tests/py/test_deploy.py: static checks of the separated-deployment examples in deploy/:
+# docker-compose.yml through `docker-compose config` (the Compose schema check; skipped when
+# docker-compose is not installed), and the Kubernetes manifests by structural checks (kubectl
+# validates only against a cluster's API server, and there is none here): each document has
+# apiVersion/kind/metadata, Deployment selectors match their pod labels, every Service selects
+# a Deployment, the inference Service is headless, probes use grpc on a declared container port,
+# and the compositing servers' inference_server.url names the headless Service and its port.
+# Finally the flags of every container are checked by the binary itself: `lipsync serve ...
+# --print-config` must accept them. Prints TAP lines and "N passed, N failed".
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
+DEPLOY = os.path.join(ROOT, "deploy")
+results = []
+
+
+def tap(ok, name, note="", skip=None):
+    results.append(bool(ok) or skip is not None)
+    if skip is not None:
+        print("ok %d - %s # SKIP %s" % (len(results), name, skip))
+    else:
+        print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
+                                (" # " + note) if note and not ok else ""))
+    sys.stdout.flush()
+
+
+def finish():
+    p = sum(1 for r in results if r)
+    print("1..%d" % len(results))
+    print("%d passed, %d failed" % (p, len(results) - p))
+    sys.exit(0 if p == len(results) else 1)
+
+
+try:
+    import yaml
+except ImportError:
+    print("# python3-yaml missing (mk/packages.txt)")
+    tap(False, "import yaml")
+    finish()
+
+
+def serve_accepts(args):
+    """The binary parses these serve arguments (paths need not exist for --print-config)."""
+    r = subprocess.run([BIN] + list(args) + ["--print-config"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    return r.returncode == 0, r.stderr.decode(errors="replace")[-300:]
+
+
+# ---- docker-compose.yml ----------------------------------------------------------------------
+compose_path = os.path.join(DEPLOY, "docker-compose.yml")
+compose = yaml.safe_load(open(compose_path))
+svcs = compose.get("services", {})
+tap(set(svcs) == {"inference", "compositing"}, "compose: inference and compositing services")
+dc = shutil.which("docker-compose")
+if dc:
+    r = subprocess.run([dc, "-f", compose_path, "config", "-q"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    tap(r.returncode == 0, "docker-compose config accepts the file (Compose schema)",
+        r.stderr.decode(errors="replace")[-300:])
+else:
+    tap(True, "docker-compose config", skip="docker-compose not installed")
+inf_cmd = svcs["inference"]["command"]
+comp_cmd = svcs["compositing"]["command"]
+url = comp_cmd[comp_cmd.index("--inference_server.url") + 1]
+tap(url == "dns:///inference:50051" and "inference" in svcs["compositing"].get("depends_on", []),
+    "compose: compositing balances over every inference replica by DNS name")
+for name, cmd in (("inference", inf_cmd), ("compositing", comp_cmd)):
+    ok, msg = serve_accepts(cmd)
+    tap(ok and cmd[0] == "serve", "compose: lipsync accepts the %s command" % name, msg)
+    hc = svcs[name]["healthcheck"]["test"]
+    port = hc[hc.index("--port") + 1]
+    tap(port == ("50051" if name == "inference" else "50052"),
+        "compose: %s health check on its role's port" % name)
+
+# ---- Kubernetes ------------------------------------------------------------------------------
+docs = []
+for f in sorted(os.listdir(os.path.join(DEPLOY, "k8s"))):
+    if f.endswith(".yaml"):
+        for d in yaml.safe_load_all(open(os.path.join(DEPLOY, "k8s", f))):
+            if d:
+                docs.append((f, d))
+tap(all(d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name")
+        for _, d in docs), "k8s: every document has apiVersion, kind, metadata.name (%d)" %
+    len(docs))
+by_kind = {}
+for _, d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+deps = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+services = {d["metadata"]["name"]: d for d in by_kind.get("Service", [])}
+tap(set(deps) == {"lipsync-inference", "lipsync-compositing"} and
+    set(services) == {"lipsync-inference", "lipsync-compositing"},
+    "k8s: a Deployment and a Service per role")
+for name, d in deps.items():
+    spec = d["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    sel = spec["selector"]["matchLabels"]
+    tap(all(labels.get(k) == v for k, v in sel.items()),
+        "k8s: %s selector matches its pod labels" % name)
+    c = spec["template"]["spec"]["containers"][0]
+    ports = {p["containerPort"] for p in c["ports"]}
+    rp, lp = c["readinessProbe"]["grpc"], c["livenessProbe"]["grpc"]
+    tap(rp["port"] in ports and lp["port"] in ports and "service" not in lp,
+        "k8s: %s probes use grpc.health.v1 on its port (liveness on \"\")" % name)
+    ok, msg = serve_accepts(c["args"])
+    tap(ok, "k8s: lipsync accepts the %s args" % name, msg)
+    claim = {v["persistentVolumeClaim"]["claimName"] for v in spec["template"]["spec"]["volumes"]
+             if "persistentVolumeClaim" in v}
+    pvcs = {p["metadata"]["name"] for p in by_kind.get("PersistentVolumeClaim", [])}
+    tap(claim and claim <= pvcs, "k8s: %s mounts a declared claim" % name)
+for name, s in services.items():
+    sel = s["spec"]["selector"]
+    target = deps.get(name)
+    labels = target["spec"]["template"]["metadata"]["labels"] if target else {}
+    tap(target and all(labels.get(k) == v for k, v in sel.items()),
+        "k8s: Service %s selects its Deployment's pods" % name)
+inf_svc = services["lipsync-inference"]
+tap(inf_svc["spec"].get("clusterIP") == "None", "k8s: the inference Service is headless")
+args = deps["lipsync-compositing"]["spec"]["template"]["spec"]["containers"][0]["args"]
+kurl = args[args.index("--inference_server.url") + 1]
+ns = inf_svc["metadata"]["namespace"]
+tap(kurl == "dns:///lipsync-inference.%s.svc.cluster.local:%d" %
+    (ns, inf_svc["spec"]["ports"][0]["port"]),
+    "k8s: compositing's inference_server.url is the headless Service's DNS name and port",
+    kurl)
+rp = deps["lipsync-compositing"]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+tap(rp["grpc"].get("service") == "compositing.CompositingService",
+    "k8s: compositing readiness follows compositing.CompositingService (backend health)")
+finish()
