@@ -15,6 +15,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f)
@@ -24,6 +25,11 @@ static void usage(FILE *f)
             "  --target HOST:PORT   server address (default 127.0.0.1:50053)\n"
             "  --port N             shorthand for --target 127.0.0.1:N\n"
             "  --timeout MS         deadline per call (default 60000)\n"
+            "  --tls-ca FILE        use TLS, trusting the CAs in this PEM file\n"
+            "  --tls-cert FILE --tls-key FILE   client certificate (mTLS)\n"
+            "  --tls-name NAME      name expected in the server certificate (default: host)\n"
+            "  --api-key-file FILE  send the API key in FILE (first line) as\n"
+            "                       'authorization: Bearer'; or set LIPSYNC_API_KEY\n"
             "health [--service NAME]   grpc.health.v1 Check (\"\" = whole server)\n"
             "list                      ListModels\n"
             "infer --audio speech.wav [--model ID] [--start 0] [--batch 8] [--batches 1]\n"
@@ -36,7 +42,39 @@ typedef struct opts {
     double timeout_ms;
     const char *service, *audio, *model, *out;
     int start, batch, batches;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_name, *key_file;
 } opts;
+
+/* The API key: first line of --api-key-file, else $LIPSYNC_API_KEY (never a flag value, which
+ * other users could read in the process list). "" = none. */
+static int api_key(const opts *o, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (o->key_file) {
+        uint8_t *d = NULL;
+        size_t len = 0;
+        lip_err err = {0};
+        if (lip_file_read(o->key_file, 4096, &d, &len, &err)) {
+            lip_cli_fail("client", "API key: %s", err.msg);
+            return 2;
+        }
+        size_t k = strcspn((const char *)d, "\r\n");
+        if (k == 0 || k >= n) {
+            lip_free(d);
+            lip_cli_fail("client", "API key file '%s': first line must hold 1-%zu characters",
+                         o->key_file, n - 1);
+            return 2;
+        }
+        memcpy(buf, d, k);
+        buf[k] = 0;
+        memset(d, 0, len);
+        lip_free(d);
+        return 0;
+    }
+    const char *e = getenv("LIPSYNC_API_KEY");
+    if (e && *e) lip_strlcpy(buf, e, n);
+    return 0;
+}
 
 static int call(lip_rpc_client *c, const opts *o, const char *path, const ProtobufCMessage *req,
                 lip_rpc_buf *resp)
@@ -193,6 +231,9 @@ int lip_cli_client(int argc, char **argv)
         {"audio", required_argument, 0, 'a'},  {"model", required_argument, 0, 'm'},
         {"start", required_argument, 0, 'S'},  {"batch", required_argument, 0, 'b'},
         {"batches", required_argument, 0, 'n'}, {"out", required_argument, 0, 'o'},
+        {"tls-ca", required_argument, 0, 'C'}, {"tls-cert", required_argument, 0, 'E'},
+        {"tls-key", required_argument, 0, 'K'}, {"tls-name", required_argument, 0, 'N'},
+        {"api-key-file", required_argument, 0, 'A'},
         {0, 0, 0, 0}};
     optind = 1;
     int c;
@@ -204,6 +245,11 @@ int lip_cli_client(int argc, char **argv)
         case 'a': o.audio = optarg; break;
         case 'm': o.model = optarg; break;
         case 'o': o.out = optarg; break;
+        case 'C': o.tls_ca = optarg; break;
+        case 'E': o.tls_cert = optarg; break;
+        case 'K': o.tls_key = optarg; break;
+        case 'N': o.tls_name = optarg; break;
+        case 'A': o.key_file = optarg; break;
         case 'P':
         case 't':
         case 'S':
@@ -238,7 +284,16 @@ int lip_cli_client(int argc, char **argv)
         return 2;
     }
     lip_err err = {0};
-    lip_rpc_client *cl = lip_rpc_client_new(o.target, 0, &err);
+    char key[1024];
+    if (api_key(&o, key, sizeof key)) return 2;
+    lip_rpc_client_opts co = lip_rpc_client_opts_default();
+    co.tls_ca = o.tls_ca;
+    co.tls_cert = o.tls_cert;
+    co.tls_key = o.tls_key;
+    co.tls_target_name = o.tls_name;
+    co.api_key = key[0] ? key : NULL;
+    lip_rpc_client *cl = lip_rpc_client_new_opts(o.target, &co, &err);
+    memset(key, 0, sizeof key);
     if (!cl) {
         lip_cli_fail("client", "%s", err.msg);
         return 1;

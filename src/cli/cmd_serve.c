@@ -212,6 +212,9 @@ int lip_cli_serve(int argc, char **argv)
     ro.keepalive_timeout_ms = cfg->server.keepalive_timeout_s * 1000;
     ro.min_client_ping_ms = cfg->server.min_ping_interval_s * 1000;
     ro.request_timeout_ms = cfg->server.request_timeout_ms;
+    ro.tls_cert = cfg->server.tls_cert;
+    ro.tls_key = cfg->server.tls_key;
+    ro.tls_client_ca = cfg->server.tls_client_ca;
     /* A request message must arrive within the request time limit (30 s when unlimited). */
     ro.recv_timeout_ms = cfg->server.request_timeout_ms > 0 ? cfg->server.request_timeout_ms
                                                              : 30000;

@@ -79,6 +79,9 @@ static const lip_config_key keys[] = {
           "PEM certificate chain for TLS on the listener; \"\" = plaintext h2c (API.md 1.1)"),
     K_STR("server.tls_key", server.tls_key, "", false, 0,
           "PEM private key matching server.tls_cert"),
+    K_STR("server.tls_client_ca", server.tls_client_ca, "", false, 0,
+          "PEM CA file: clients must present a certificate it signed (mTLS); \"\" = client "
+          "certificates are not requested"),
     K_ENUM("server.compression", server.compression, compressions, "none", false,
            "compression of responses (requests are accepted compressed either way)"),
 
@@ -153,6 +156,23 @@ static const lip_config_key keys[] = {
 
     K_INT("metrics.port", metrics.port, 0, 65535, "0", false, LIP_CFG_F_PORT,
           "HTTP port for Prometheus metrics; 0 = off"),
+
+    K_STR("auth.keys_file", auth.keys_file, "", false, 0,
+          "JSON file of API keys (SHA-256 hashes, roles, avatars; docs/SECURITY.md), reloaded "
+          "on SIGHUP; \"\" = no authentication"),
+    K_DBL("auth.frames_per_second", auth.frames_per_second, 0, 1000000, "0", false,
+          "frames per second per API key, for keys without their own limit; 0 = unlimited"),
+    K_INT("auth.burst_frames", auth.burst_frames, 0, 100000000, "0", false, 0,
+          "frames a key may use at once above its rate; 0 = 2 s worth of its rate"),
+    K_INT("auth.max_concurrent", auth.max_concurrent, 0, 1000000, "0", false, 0,
+          "calls and streams in progress per API key, for keys without their own limit; "
+          "0 = unlimited"),
+
+    K_BOOL("audit.enabled", audit.enabled, "false", false,
+           "write one JSON line per request (key id, avatar, RPC, frames, status, latency); "
+           "admin actions are logged even when false"),
+    K_STR("audit.file", audit.file, "", false, 0,
+          "file the audit lines are appended to; \"\" = stderr"),
 
     M_STR("model_path", model_path, "UNet .onnx; \"\" = <id>/unet.onnx"),
     M_STR("background_dir", background_dir, "background frames; \"\" = <id>/frames"),
@@ -1041,6 +1061,10 @@ int lip_config_validate(const lip_config *cfg, lip_err *err)
                                                                         "server.tls_cert",
                         "must be set together with %s (TLS needs both, plaintext neither)",
                         cfg->server.tls_cert[0] ? "server.tls_cert" : "server.tls_key");
+    if (cfg->server.tls_client_ca[0] && !cfg->server.tls_cert[0])
+        return cfg_fail(err, LIP_EINVAL, NULL, "server.tls_client_ca",
+                        "needs server.tls_cert and server.tls_key (client certificates are "
+                        "checked only over TLS)");
     int n = cfg->gpus.count;
     if (n > 0 && cfg->onnx.device_id >= n)
         return cfg_fail(err, LIP_EINVAL, NULL, "onnx.device_id",

@@ -86,6 +86,7 @@ typedef struct lip_config {
         lip_config_strlist services;
         char *tls_cert;           /* "" = plaintext */
         char *tls_key;
+        char *tls_client_ca;      /* "" = no client certificates; else mTLS against this CA */
         int compression;          /* enum lip_compression */
     } server;
     struct {
@@ -136,6 +137,16 @@ typedef struct lip_config {
     struct {
         int port;                 /* 0 = off */
     } metrics;
+    struct {
+        char *keys_file;          /* "" = no authentication */
+        double frames_per_second; /* per key, for keys without their own; 0 = unlimited */
+        int burst_frames;         /* bucket size; 0 = 2 s of frames_per_second */
+        int max_concurrent;       /* calls and streams at once per key; 0 = unlimited */
+    } auth;
+    struct {
+        bool enabled;             /* one line per request (admin actions are always logged) */
+        char *file;               /* "" = stderr */
+    } audit;
 
     lip_config_model *models;     /* models.<id> entries, in the order first seen */
     int model_count;

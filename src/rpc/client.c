@@ -17,6 +17,8 @@
 
 struct lip_rpc_client {
     grpc_channel *ch;
+    grpc_metadata auth;      /* authorization: Bearer <key>, sent with every call */
+    size_t nauth;            /* 0 or 1 */
 };
 
 struct lip_rpc_stream {
@@ -101,6 +103,56 @@ static int service_config(const lip_rpc_client_opts *o, char *buf, size_t n, lip
     return 0;
 }
 
+/* Reads a PEM file for the client's TLS (NUL-terminated, lip_free). */
+static int client_pem(const char *what, const char *path, char **out, lip_err *err)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    lip_err fe = {0};
+    int rc = lip_file_read(path, 1 << 20, &d, &n, &fe);
+    if (rc) return lip_err_set(err, rc, "%s: %s", what, fe.msg);
+    if (n == 0 || memchr(d, 0, n) || !strstr((const char *)d, "-----BEGIN ")) {
+        lip_free(d);
+        return lip_err_set(err, LIP_EFORMAT, "%s '%s': expected a PEM file (\"-----BEGIN ...\")",
+                           what, path);
+    }
+    *out = (char *)d;
+    return 0;
+}
+
+/* Insecure credentials, or TLS trusting o->tls_ca with an optional client certificate. */
+static int client_credentials(const lip_rpc_client_opts *o, grpc_channel_credentials **cr,
+                              lip_err *err)
+{
+    bool tls = o->tls_ca && *o->tls_ca, has_cert = o->tls_cert && *o->tls_cert,
+         has_key = o->tls_key && *o->tls_key;
+    if (!tls && !has_cert && !has_key) {
+        *cr = grpc_insecure_credentials_create();
+        return 0;
+    }
+    if (!tls)
+        return lip_err_set(err, LIP_EINVAL, "a client certificate needs TLS: give the CA file "
+                           "that signed the server's certificate too");
+    if (has_cert != has_key)
+        return lip_err_set(err, LIP_EINVAL, "client certificate and key go together (got %s)",
+                           has_cert ? "a certificate without a key" : "a key without a "
+                           "certificate");
+    char *pca = NULL, *pc = NULL, *pk = NULL;
+    int rc = client_pem("TLS CA", o->tls_ca, &pca, err);
+    if (!rc && has_cert) rc = client_pem("TLS client certificate", o->tls_cert, &pc, err);
+    if (!rc && has_cert) rc = client_pem("TLS client key", o->tls_key, &pk, err);
+    if (!rc) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = pk, .cert_chain = pc};
+        *cr = grpc_ssl_credentials_create(pca, has_cert ? &pair : NULL, NULL, NULL);
+        if (!*cr) rc = lip_err_set(err, LIP_EFORMAT, "TLS: gRPC refused CA '%s'", o->tls_ca);
+    }
+    if (pk) memset(pk, 0, strlen(pk));
+    lip_free(pca);
+    lip_free(pc);
+    lip_free(pk);
+    return rc;
+}
+
 lip_rpc_client *lip_rpc_client_new_opts(const char *target, const lip_rpc_client_opts *opts,
                                         lip_err *err)
 {
@@ -147,12 +199,41 @@ lip_rpc_client *lip_rpc_client_new_opts(const char *target, const lip_rpc_client
         args[na++] = (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
                                 .value.integer = LIP_MIN(o.reconnect_max_backoff_ms, 1000)};
     }
+    if (o.tls_target_name && *o.tls_target_name)
+        args[na++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                                .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                                .value.string = (char *)o.tls_target_name};
     grpc_channel_args ca = {.num_args = na, .args = args};
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel_credentials *cr = NULL;
+    if (client_credentials(&o, &cr, err)) {
+        lip_free(c);
+        grpc_shutdown();
+        return NULL;
+    }
+    if (o.api_key && *o.api_key) {
+        /* The key is copied into the client's own slice: the caller's string may go away. */
+        size_t kl = strlen(o.api_key);
+        char *v = lip_malloc(kl + 8);
+        if (!v) {
+            grpc_channel_credentials_release(cr);
+            lip_free(c);
+            grpc_shutdown();
+            lip_err_set(err, LIP_ENOMEM, "out of memory for the API key");
+            return NULL;
+        }
+        memcpy(v, "Bearer ", 7);
+        memcpy(v + 7, o.api_key, kl + 1);
+        c->auth.key = grpc_slice_from_static_string("authorization");
+        c->auth.value = grpc_slice_from_copied_string(v);
+        memset(v, 0, kl + 7);
+        lip_free(v);
+        c->nauth = 1;
+    }
     c->ch = grpc_channel_create(target, cr, &ca);
     grpc_channel_credentials_release(cr);
     if (!c->ch) {
         lip_err_set(err, LIP_EINVAL, "cannot create a channel to '%s'", target);
+        if (c->nauth) grpc_slice_unref(c->auth.value);
         lip_free(c);
         grpc_shutdown();
         return NULL;
@@ -176,6 +257,7 @@ void lip_rpc_client_free(lip_rpc_client *c)
 {
     if (!c) return;
     grpc_channel_destroy(c->ch);
+    if (c->nauth) grpc_slice_unref(c->auth.value);
     lip_free(c);
     grpc_shutdown();
 }
@@ -217,6 +299,8 @@ int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->nauth;
+    ops[0].data.send_initial_metadata.metadata = c->nauth ? &c->auth : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -274,6 +358,8 @@ lip_rpc_stream *lip_rpc_stream_open(lip_rpc_client *c, const char *path, double 
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    op.data.send_initial_metadata.count = c->nauth;
+    op.data.send_initial_metadata.metadata = c->nauth ? &c->auth : NULL;
     if (!s->call || !stream_batch(s, &op, 1)) {
         lip_err_set(err, LIP_EUNAVAIL, "cannot open a stream to %s", path);
         lip_rpc_stream_finish(s, true, NULL);

@@ -96,6 +96,12 @@ typedef struct lip_rpc_opts {
                                    send cannot hold admission slots; default 30000 */
     int max_streams;            /* LIP_RPC_STREAM sessions open at once (one thread each);
                                    beyond it RESOURCE_EXHAUSTED; default 64 */
+    /* TLS (NULL or "" = plaintext h2c). PEM files, read once at lip_rpc_server_start: the
+     * certificate chain and its key; with tls_client_ca every client must also present a
+     * certificate signed by that CA (mTLS), otherwise client certificates are not requested. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca;
 } lip_rpc_opts;
 
 lip_rpc_opts lip_rpc_opts_default(void);
@@ -145,8 +151,35 @@ typedef struct lip_rpc_stats {
 } lip_rpc_stats;
 void lip_rpc_server_stats(lip_rpc_server *s, lip_rpc_stats *out);
 
-/* Signals: block SIGINT/SIGTERM in the calling thread (call before creating any thread), then
- * lip_rpc_wait_signal waits for one of them and returns its number. */
+/* ---- guard: authentication, authorization, limits and audit at the dispatch ------------------
+ * A guard sees every call to a registered method (not the built-in grpc.health.v1 ones, nor
+ * unknown paths), at the one place all calls pass, so no handler can skip it:
+ *   begin    after the path and request metadata are known, before admission and before the
+ *            request is read: a non-OK status ends the call with err->msg (nothing else runs);
+ *            *state (per call, owned by the guard) is handed to the other hooks;
+ *   message  every request message before its handler sees it (unary, each bidi message, the
+ *            first message of a stream and each one lip_rpc_call_recv returns): non-OK ends
+ *            the call with that status;
+ *   output   every response message that leaves on success (unary response, bidi responses,
+ *            lip_rpc_call_send), for counting what was served;
+ *   end      exactly once per call begin accepted, with the status it ended with (the guard
+ *            frees its state here).
+ * Hooks run on queue, compute and session threads concurrently: they must be thread-safe and
+ * must not block. A guard is set before lip_rpc_server_start and must outlive the server. */
+typedef struct lip_rpc_guard {
+    void *ud;
+    grpc_status_code (*begin)(void *ud, lip_rpc_call *c, void **state, lip_err *err);
+    grpc_status_code (*message)(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg,
+                                size_t len, lip_err *err);
+    void (*output)(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg, size_t len);
+    void (*end)(void *ud, lip_rpc_call *c, void *state, grpc_status_code code, const char *msg);
+} lip_rpc_guard;
+/* Installs g (copied; NULL removes it). LIP_EINVAL after start. Not thread-safe. */
+int lip_rpc_server_set_guard(lip_rpc_server *s, const lip_rpc_guard *g, lip_err *err);
+
+/* Signals: block SIGINT/SIGTERM/SIGHUP in the calling thread (call before creating any thread),
+ * then lip_rpc_wait_signal waits for one of them and returns its number (SIGHUP: reload, e.g.
+ * the API keys; the caller goes on waiting). */
 void lip_rpc_block_signals(void);
 int lip_rpc_wait_signal(void);
 
@@ -168,6 +201,16 @@ double lip_rpc_call_deadline_ms(const lip_rpc_call *c);
 const volatile int *lip_rpc_call_cancel_flag(const lip_rpc_call *c);
 /* The method path, NUL-terminated (owned by the call). */
 const char *lip_rpc_call_path(const lip_rpc_call *c);
+/* The value of request metadata key (lower-case, e.g. "authorization"; the last one when sent
+ * several times) copied NUL-terminated into buf. Returns its length, or -1 when the key is
+ * absent, the value holds a NUL byte or does not fit in n bytes (buf then gets ""). Thread-safe
+ * (the metadata does not change during a call). */
+int lip_rpc_call_metadata(const lip_rpc_call *c, const char *key, char *buf, size_t n);
+/* The peer address ("ipv4:127.0.0.1:50000"), or "" when unknown, into buf. Thread-safe. */
+void lip_rpc_call_peer(const lip_rpc_call *c, char *buf, size_t n);
+/* A retry hint for a RESOURCE_EXHAUSTED (or other) status: the call's status then carries the
+ * trailing metadata `retry-after-ms: <ms>`. Set before the call ends. Thread-safe. */
+void lip_rpc_call_set_retry_after(lip_rpc_call *c, double ms);
 
 /* ---- inside a LIP_RPC_STREAM handler ---------------------------------------------------------
  * Messages arriving on the call are queued (at most 8 unread; beyond that the server stops
@@ -209,6 +252,16 @@ typedef struct lip_rpc_client_opts {
                                      anew, so round_robin moves it to another one */
     int retry_backoff_ms;         /* initial retry backoff; 0 = 50 ms (max 8x that) */
     int reconnect_max_backoff_ms; /* cap of the reconnect backoff to a failed backend; 0 = 120 s */
+    /* TLS: with tls_ca (a PEM file of trusted CAs) the channel uses TLS and checks the server's
+     * certificate against it; tls_cert/tls_key (PEM, both or neither) present a client
+     * certificate (mTLS). tls_target_name overrides the name checked in the server's
+     * certificate (default: the host of target). NULL or "" = plaintext. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_target_name;
+    /* Sent with every call as `authorization: Bearer <api_key>` (copied); NULL = none. */
+    const char *api_key;
 } lip_rpc_client_opts;
 
 lip_rpc_client_opts lip_rpc_client_opts_default(void);

@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -99,6 +100,13 @@ struct lip_rpc_call {
     grpc_byte_buffer *sq[STREAM_SQ_MAX];
     int sq_head, sq_n;
     long n_sent;
+    /* guard (lip_rpc_server_set_guard): its per-call state, whether begin accepted the call and
+     * end has run (under mu), and the retry hint sent as trailing metadata */
+    void *guard_state;
+    bool guarded, guard_ended;
+    double retry_after_ms;
+    grpc_metadata trailer;
+    char trailer_val[32];
 };
 
 struct lip_rpc_server {
@@ -134,6 +142,8 @@ struct lip_rpc_server {
     pthread_cond_t scv;
     int streams;
     atomic_long n_stream_busy;
+    lip_rpc_guard guard;
+    bool has_guard;
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------ */
@@ -143,6 +153,8 @@ static void stream_uncount(lip_rpc_call *c);
 static void call_unref(lip_rpc_call *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    if (c->guarded && !c->guard_ended && c->s->guard.end) /* ended without a status of ours */
+        c->s->guard.end(c->s->guard.ud, c, c->guard_state, GRPC_STATUS_CANCELLED, "call ended");
     if (c->counted) stream_uncount(c); /* a stream call that ended before its session began */
     if (c->admitted) atomic_fetch_sub(&c->s->heavy_active, 1);
     if (c->call) grpc_call_unref(c->call);
@@ -204,6 +216,8 @@ static void finish_call(lip_rpc_call *c, grpc_status_code code, const char *msg,
         c->md_sent = true;
     }
     if (resp && code != GRPC_STATUS_OK && !resp->data) resp = NULL;
+    if (resp && code == GRPC_STATUS_OK && c->guarded && c->s->guard.output)
+        c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp->data, resp->len);
     if (resp) {
         if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
         c->send_bb = bb_from_buf(resp);
@@ -216,13 +230,34 @@ static void finish_call(lip_rpc_call *c, grpc_status_code code, const char *msg,
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
     ops[n].data.send_status_from_server.status_details = &c->status_details;
+    if (c->retry_after_ms > 0) {
+        snprintf(c->trailer_val, sizeof c->trailer_val, "%.0f", c->retry_after_ms);
+        c->trailer.key = grpc_slice_from_static_string("retry-after-ms");
+        c->trailer.value = grpc_slice_from_static_string(c->trailer_val);
+        ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[n].data.send_status_from_server.trailing_metadata = &c->trailer;
+    }
     n++;
     if (code != GRPC_STATUS_OK) {
         atomic_fetch_add(&c->s->n_failed, 1);
         lip_log_debug("rpc: %s -> %s: %s", c->path, lip_rpc_status_name(code), msg ? msg : "");
     }
     start_batch_locked(c, ops, n, TAG_STATUS);
+    bool end = c->guarded && !c->guard_ended;
+    c->guard_ended = true;
     pthread_mutex_unlock(&c->mu);
+    if (end && c->s->guard.end) c->s->guard.end(c->s->guard.ud, c, c->guard_state, code, msg);
+}
+
+/* The guard's verdict on one request message; false when it ended the call. */
+static bool guard_message(lip_rpc_call *c, const uint8_t *msg, size_t len)
+{
+    if (!c->guarded || !c->s->guard.message) return true;
+    lip_err err = {0};
+    grpc_status_code st = c->s->guard.message(c->s->guard.ud, c, c->guard_state, msg, len, &err);
+    if (st == GRPC_STATUS_OK) return true;
+    finish_call(c, st, err.msg, NULL);
+    return false;
 }
 
 static void finish_err(lip_rpc_call *c, int lip_code, const char *msg, lip_rpc_buf *resp)
@@ -361,6 +396,11 @@ static void run_handler(lip_rpc_call *c)
     if (!ok) {
         code = GRPC_STATUS_INVALID_ARGUMENT;
         msg = "cannot decompress the request message (unsupported or corrupt encoding)";
+    } else if (c->guarded && c->s->guard.message &&
+               (code = c->s->guard.message(c->s->guard.ud, c, c->guard_state,
+                                           GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl),
+                                           &err)) != GRPC_STATUS_OK) {
+        msg = err.msg; /* the guard refused this message: the handler never sees it */
     } else if (c->cancel_flag || atomic_load(&c->s->cancel_all)) {
         code = GRPC_STATUS_CANCELLED;
         msg = "call cancelled before it ran";
@@ -387,6 +427,8 @@ static void run_handler(lip_rpc_call *c)
         finish_call(c, code, msg ? msg : "", &resp);
         return;
     }
+    if (c->guarded && c->s->guard.output)
+        c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp.data, resp.len);
     pthread_mutex_lock(&c->mu);
     if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
     c->send_bb = bb_from_buf(&resp);
@@ -800,6 +842,12 @@ static void stream_start(lip_rpc_call *c)
                                       : "out of memory for the first stream message", NULL);
         return;
     }
+    if (!guard_message(c, j->first.data, j->first.len)) {
+        lip_free(j->first.data);
+        lip_free(j);
+        stream_uncount(c);
+        return;
+    }
     j->c = c;
     atomic_fetch_add(&c->refs, 1);
     pthread_mutex_lock(&c->mu);
@@ -859,6 +907,12 @@ int lip_rpc_call_recv(lip_rpc_call *c, lip_rpc_buf *msg, double *arrival_ms, dou
         pthread_cond_timedwait(&c->scv, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
+    if (rc == 1 && !guard_message(c, msg->data, msg->len)) {
+        lip_free(msg->data);
+        msg->data = NULL;
+        msg->len = 0;
+        return LIP_ECANCELLED; /* the call already ended with the guard's status */
+    }
     return rc;
 }
 
@@ -878,6 +932,8 @@ int lip_rpc_call_send(lip_rpc_call *c, lip_rpc_buf *msg, lip_err *err)
         return lip_err_set(err, LIP_ECANCELLED, "stream ended (client cancelled, disconnected, "
                            "deadline passed or server shutting down)");
     }
+    if (c->guarded && c->s->guard.output)
+        c->s->guard.output(c->s->guard.ud, c, c->guard_state, msg->data, msg->len);
     grpc_byte_buffer *bb = bb_from_buf(msg);
     if (c->send_inflight) {
         c->sq[(c->sq_head + c->sq_n) % STREAM_SQ_MAX] = bb;
@@ -953,6 +1009,17 @@ static void on_new(lip_rpc_call *c, bool ok)
                  (int)LIP_MIN(plen, 120), (const char *)GRPC_SLICE_START_PTR(c->details.method));
         finish_call(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
         return;
+    }
+    if (c->me && s->has_guard && s->guard.begin) {
+        /* Before admission and before the request is read: a refused caller costs neither a
+         * slot nor the bytes of its message. */
+        lip_err gerr = {0};
+        grpc_status_code st = s->guard.begin(s->guard.ud, c, &c->guard_state, &gerr);
+        if (st != GRPC_STATUS_OK) {
+            finish_call(c, st, gerr.msg, NULL);
+            return;
+        }
+        c->guarded = true;
     }
     if (c->me && c->me->m.heavy && c->me->m.kind == LIP_RPC_UNARY) {
         if (s->o.request_timeout_ms > 0) {
@@ -1180,6 +1247,69 @@ int lip_rpc_server_add_service(lip_rpc_server *s, const char *service, const lip
     return 0;
 }
 
+/* Reads a PEM file into a NUL-terminated string (lip_free). 1 MiB is far more than any chain. */
+static int read_pem(const char *what, const char *path, char **out, lip_err *err)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    lip_err fe = {0};
+    int rc = lip_file_read(path, 1 << 20, &d, &n, &fe);
+    if (rc) return lip_err_set(err, rc, "%s: %s", what, fe.msg);
+    if (n == 0 || memchr(d, 0, n) || !strstr((const char *)d, "-----BEGIN ")) {
+        lip_free(d);
+        return lip_err_set(err, LIP_EFORMAT, "%s '%s': expected a PEM file (\"-----BEGIN ...\"), "
+                           "got %zu bytes without one", what, path, n);
+    }
+    *out = (char *)d; /* lip_file_read appends a NUL */
+    return 0;
+}
+
+/* Plaintext, or TLS from the PEM files of the options (mTLS with tls_client_ca). The PEM
+ * strings are only needed while the credentials are created (gRPC copies them). */
+static int server_credentials(lip_rpc_server *s, grpc_server_credentials **cr, lip_err *err)
+{
+    const char *cert = s->o.tls_cert, *key = s->o.tls_key, *ca = s->o.tls_client_ca;
+    bool tls = cert && *cert, has_key = key && *key, has_ca = ca && *ca;
+    if (!tls && !has_key && !has_ca) {
+        *cr = grpc_insecure_server_credentials_create();
+        return 0;
+    }
+    if (!tls || !has_key)
+        return lip_err_set(err, LIP_EINVAL, "TLS needs both a certificate and a key (got %s, "
+                           "%s)%s", tls ? "a certificate" : "no certificate",
+                           has_key ? "a key" : "no key", has_ca ? "; a client CA alone is "
+                           "not enough" : "");
+    char *pc = NULL, *pk = NULL, *pca = NULL;
+    int rc = read_pem("TLS certificate", cert, &pc, err);
+    if (!rc) rc = read_pem("TLS key", key, &pk, err);
+    if (!rc && has_ca) rc = read_pem("TLS client CA", ca, &pca, err);
+    if (!rc) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = pk, .cert_chain = pc};
+        *cr = grpc_ssl_server_credentials_create_ex(
+            pca, &pair, 1,
+            has_ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                   : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+        if (!*cr)
+            rc = lip_err_set(err, LIP_EFORMAT, "TLS: gRPC refused certificate '%s' / key '%s'",
+                             cert, key);
+    }
+    if (pk) memset(pk, 0, strlen(pk)); /* do not leave the private key in freed memory */
+    lip_free(pc);
+    lip_free(pk);
+    lip_free(pca);
+    return rc;
+}
+
+int lip_rpc_server_set_guard(lip_rpc_server *s, const lip_rpc_guard *g, lip_err *err)
+{
+    if (s->started) return lip_err_set(err, LIP_EINVAL, "guard set after the server started");
+    s->has_guard = g != NULL;
+    if (g) s->guard = *g;
+    else memset(&s->guard, 0, sizeof s->guard);
+    return 0;
+}
+
 int lip_rpc_server_start(lip_rpc_server *s, lip_err *err)
 {
     if (s->started) return lip_err_set(err, LIP_EINVAL, "server already started");
@@ -1220,7 +1350,9 @@ int lip_rpc_server_start(lip_rpc_server *s, lip_err *err)
         snprintf(addr, sizeof addr, "[%s]:%d", s->host, s->o.port);
     else
         snprintf(addr, sizeof addr, "%s:%d", s->host, s->o.port);
-    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *cr = NULL;
+    int trc = server_credentials(s, &cr, err);
+    if (trc) return trc;
     s->port = grpc_server_add_http2_port(s->srv, addr, cr);
     grpc_server_credentials_release(cr);
     if (s->port <= 0)
@@ -1373,3 +1505,44 @@ double lip_rpc_call_start_ms(const lip_rpc_call *c) { return c->t_start; }
 double lip_rpc_call_deadline_ms(const lip_rpc_call *c) { return c->deadline_ms; }
 const volatile int *lip_rpc_call_cancel_flag(const lip_rpc_call *c) { return &c->cancel_flag; }
 const char *lip_rpc_call_path(const lip_rpc_call *c) { return c->path; }
+
+int lip_rpc_call_metadata(const lip_rpc_call *c, const char *key, char *buf, size_t n)
+{
+    if (n) buf[0] = 0;
+    size_t kl = strlen(key);
+    int found = -1;
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) != kl || memcmp(GRPC_SLICE_START_PTR(m->key), key, kl))
+            continue;
+        size_t vl = GRPC_SLICE_LENGTH(m->value);
+        const uint8_t *v = GRPC_SLICE_START_PTR(m->value);
+        if (vl >= n || memchr(v, 0, vl)) {
+            found = -1; /* a later value that does not fit must not leave an earlier one */
+            if (n) buf[0] = 0;
+            continue;
+        }
+        memcpy(buf, v, vl);
+        buf[vl] = 0;
+        found = (int)vl;
+    }
+    return found;
+}
+
+void lip_rpc_call_peer(const lip_rpc_call *c, char *buf, size_t n)
+{
+    if (!n) return;
+    buf[0] = 0;
+    char *p = c->call ? grpc_call_get_peer(c->call) : NULL;
+    if (p) {
+        lip_strlcpy(buf, p, n);
+        gpr_free(p);
+    }
+}
+
+void lip_rpc_call_set_retry_after(lip_rpc_call *c, double ms)
+{
+    pthread_mutex_lock(&((lip_rpc_call *)c)->mu);
+    c->retry_after_ms = ms;
+    pthread_mutex_unlock(&((lip_rpc_call *)c)->mu);
+}
