@@ -5,6 +5,7 @@
  * buffers, maps the outcome back to a LIP_E* code, counts calls and bytes, and probes the
  * backends' grpc.health.v1 status so Health and the health service can report them. */
 #include "service/remote.h"
+#include "service/svc_int.h"
 
 #include "health.pb-c.h"
 #include "inference.pb-c.h"
@@ -324,5 +325,16 @@ int svc_remote_infer(void *ud, lip_avatar *a, const struct lip_request *req, int
     }
     atomic_fetch_add(&r->calls, 1);
     atomic_fetch_add(&r->frames, n);
+    return 0;
+}
+
+int lip_service_remote_stats_get(lip_service *sv, lip_service_remote_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!sv->remote) return LIP_ENOTFOUND;
+    svc_remote_stats st;
+    svc_remote_get_stats(sv->remote, &st);
+    *out = (lip_service_remote_stats){st.calls, st.failures, st.frames, st.bytes_sent,
+                                      st.bytes_received};
     return 0;
 }

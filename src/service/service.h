@@ -82,6 +82,15 @@ const char *const *lip_service_names(void);
  * the default model, if any, is loaded or loadable). Call after start. Thread-safe. */
 void lip_service_update_health(lip_service *sv, lip_rpc_server *srv);
 
+/* Counters of remote inference (inference_url set): InferBatch calls that succeeded and that
+ * failed after every retry, frames inferred remotely, and protobuf message bytes sent to and
+ * received from the inference servers. Returns LIP_ENOTFOUND (and zeros) when inference runs
+ * in-process. Thread-safe. */
+typedef struct lip_service_remote_stats {
+    int64_t calls, failures, frames, bytes_sent, bytes_received;
+} lip_service_remote_stats;
+int lip_service_remote_stats_get(lip_service *sv, lip_service_remote_stats *out);
+
 /* Number of models loaded now. Thread-safe. */
 int lip_service_loaded_count(lip_service *sv);
 /* The avatar registry's totals (hits, misses, loads, evictions, memory). Thread-safe. */
