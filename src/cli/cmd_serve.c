@@ -163,7 +163,10 @@ int lip_cli_serve(int argc, char **argv)
                               lip_file_exists(cfg->audio.encoder_path)
                           ? cfg->audio.encoder_path
                           : NULL;
-    if (!so.encoder_path)
+    if (!so.encoder_path && *cfg->inference_server.url)
+        lip_log_info("serve: audio encoder '%s' not found: raw audio is forwarded to the "
+                     "inference servers", cfg->audio.encoder_path);
+    else if (!so.encoder_path)
         lip_log_warn("serve: audio encoder '%s' not found: requests with raw audio will be "
                      "refused (FAILED_PRECONDITION)", cfg->audio.encoder_path);
     so.engine.provider = lip_config_enum_name("onnx.provider", cfg->onnx.provider);
