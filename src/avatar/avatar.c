@@ -600,3 +600,29 @@ int lip_avatar_frame_bgr(lip_avatar *a, int i, uint8_t *bgr, int stride, lip_err
     pthread_mutex_unlock(&a->cmu);
     return 0;
 }
+
+int lip_avatar_frame_bgr_rows(lip_avatar *a, int i, int y0, int y1, uint8_t *bgr, int stride,
+                              lip_err *err)
+{
+    if (i < 0 || i >= a->n) return lip_err_set(err, LIP_ERANGE, "frame %d outside 0..%d", i, a->n - 1);
+    if (y0 < 0 || y1 > a->h || y0 >= y1)
+        return lip_err_set(err, LIP_EINVAL, "rows [%d,%d) outside 0..%d", y0, y1, a->h);
+    size_t row = (size_t)a->w * 3;
+    if (a->ncache) {
+        pthread_mutex_lock(&a->cmu);
+        for (int k = 0; k < a->ncache; k++) {
+            cache_slot *s = &a->cache[k];
+            if (s->frame == i && s->bgr) {
+                s->stamp = ++a->clock;
+                for (int y = y0; y < y1; y++)
+                    memcpy(bgr + (size_t)y * (size_t)stride, s->bgr + (size_t)y * row, row);
+                pthread_mutex_unlock(&a->cmu);
+                return 0;
+            }
+        }
+        pthread_mutex_unlock(&a->cmu);
+    }
+    if (is_png(a->fdata[i], a->flen[i])) return lip_avatar_frame_bgr(a, i, bgr, stride, err);
+    lip_image img = {.data = bgr, .w = a->w, .h = a->h, .stride = stride};
+    return lip_jpeg_decode_rows(a->fdata[i], a->flen[i], &img, y0, y1, err);
+}

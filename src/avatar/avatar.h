@@ -62,6 +62,12 @@ const uint8_t *lip_avatar_frame_data(const lip_avatar *a, int i, size_t *len);
 /* Decodes background frame i into bgr (caller buffer of height*stride bytes, BGR24, stride >=
  * 3*width). Served from the decode cache when present. Thread-safe. */
 int lip_avatar_frame_bgr(lip_avatar *a, int i, uint8_t *bgr, int stride, lip_err *err);
+/* Decodes only rows [y0, y1) of background frame i into their place in bgr (same layout as
+ * lip_avatar_frame_bgr; other rows are left as they are): a JPEG frame decodes just that band
+ * (about y1-y0 / height of the cost), a cached or PNG frame is copied or decoded whole.
+ * Thread-safe. */
+int lip_avatar_frame_bgr_rows(lip_avatar *a, int i, int y0, int y1, uint8_t *bgr, int stride,
+                              lip_err *err);
 /* The UNet engine (NULL when loaded without one). Owned by the avatar. */
 lip_engine *lip_avatar_unet(lip_avatar *a);
 const char *lip_avatar_unet_path(const lip_avatar *a);

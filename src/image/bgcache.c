@@ -101,6 +101,10 @@ const lip_jpeg_bg *lip_bg_cache_jpeg(lip_bg_cache *c, int i, lip_jpeg_enc *e,
   return bg;
 }
 
+const lip_jpeg_bg *lip_bg_cache_jpeg_peek(lip_bg_cache *c, int i) {
+  return c && i >= 0 && i < c->n ? atomic_load(&c->jpeg[i]) : NULL;
+}
+
 const lip_png_bg *lip_bg_cache_png(lip_bg_cache *c, int i,
                                    const lip_image *bgimg, const int rect[4],
                                    lip_err *err) {

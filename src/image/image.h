@@ -143,6 +143,12 @@ int lip_jpeg_encode(const lip_image *img, int quality, lip_buf *out, lip_err *er
  * LIP_EFORMAT with libjpeg's message; sizes past the limits above are LIP_ERANGE. On failure a
  * newly allocated image is freed again. Reentrant. */
 int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err);
+/* Decodes only rows [y0, y1) of a JPEG into out (already allocated at exactly the JPEG's size);
+ * other rows of out are left as they are. Much cheaper than a full decode for a band: rows
+ * above are skipped without the inverse DCT and decoding stops after y1. Errors as
+ * lip_jpeg_decode; LIP_EINVAL for an unallocated out or rows outside it. Reentrant. */
+int lip_jpeg_decode_rows(const uint8_t *data, size_t len, lip_image *out, int y0, int y1,
+                         lip_err *err);
 
 /* ---- PNG (libspng) ------------------------------------------------------------------------ */
 /* Encodes img as 8-bit RGB PNG into out (replacing its contents). level: zlib level 0..9 (1 is
@@ -217,6 +223,10 @@ typedef struct lip_jpeg_splice_info {
 int lip_jpeg_splice_encode(lip_jpeg_enc *e, const lip_jpeg_bg *bg, const lip_image *frame,
                            const int rect[4], const lip_jpeg_opts *opts, lip_buf *out,
                            lip_jpeg_splice_info *info, lip_err *err);
+/* Whether lip_jpeg_splice_encode with bg's own settings would splice for rect (rather than fall
+ * back to a full encode), and if so the rows [*y0, *y1) of the frame it reads: a caller that
+ * changes only rect may then hold just those rows of the frame valid. Thread-safe. */
+bool lip_jpeg_splice_band(const lip_jpeg_bg *bg, const int rect[4], int *y0, int *y1);
 
 /* ---- incremental PNG: deflate pieces (src/image/pngpiece.c) ------------------------------- */
 /* A background frame as the pieces of a PNG (8-bit RGB, fixed "up" filter) cut around a fixed
@@ -280,6 +290,8 @@ int lip_bg_cache_png_level(const lip_bg_cache *c);
  * owned by the cache. Thread-safe; e belongs to the calling thread. */
 const lip_jpeg_bg *lip_bg_cache_jpeg(lip_bg_cache *c, int i, lip_jpeg_enc *e,
                                      const lip_image *bgimg, lip_err *err);
+/* Frame i's JPEG background if it is already built, else NULL (never builds). Thread-safe. */
+const lip_jpeg_bg *lip_bg_cache_jpeg_peek(lip_bg_cache *c, int i);
 /* Frame i's PNG background for changes inside rect (the frame's crop rect), as above. */
 const lip_png_bg *lip_bg_cache_png(lip_bg_cache *c, int i, const lip_image *bgimg,
                                    const int rect[4], lip_err *err);

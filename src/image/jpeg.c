@@ -235,7 +235,30 @@ static void progress(j_common_ptr c)
     }
 }
 
+static int decode_rows(const uint8_t *data, size_t len, lip_image *out, int y0, int y1,
+                       lip_err *err);
+
 int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *err)
+{
+    return decode_rows(data, len, out, 0, -1, err);
+}
+
+int lip_jpeg_decode_rows(const uint8_t *data, size_t len, lip_image *out, int y0, int y1,
+                         lip_err *err)
+{
+    if (!out || !out->data)
+        return lip_err_set(err, LIP_EINVAL, "JPEG row decode: the output image must be allocated");
+    if (y0 < 0 || y1 <= y0 || y1 > out->h)
+        return lip_err_set(err, LIP_EINVAL, "JPEG row decode: rows [%d,%d) outside 0..%d", y0, y1,
+                           out->h);
+    return decode_rows(data, len, out, y0, y1, err);
+}
+
+/* Decodes rows [y0, y1) (y1 < 0: all) into out at their own positions. Rows above y0 are
+ * skipped with jpeg_skip_scanlines (entropy-decoded, not transformed) and decoding stops after
+ * y1 (jpeg_abort), so a band costs a fraction of the whole frame. */
+static int decode_rows(const uint8_t *data, size_t len, lip_image *out, int y0, int y1,
+                       lip_err *err)
 {
     if (!data || !out) return lip_err_set(err, LIP_EINVAL, "JPEG decode: data or output is NULL");
     if (len < 4 || data[0] != 0xFF || data[1] != 0xD8)
@@ -287,12 +310,16 @@ int lip_jpeg_decode(const uint8_t *data, size_t len, lip_image *out, lip_err *er
             raise_error((j_common_ptr)&d, aerr.code, aerr.msg);
         allocated = 1;
     }
-    while (d.output_scanline < d.output_height) {
+    JDIMENSION stop = y1 < 0 ? d.output_height : (JDIMENSION)y1;
+    if (y0 > 0 && jpeg_skip_scanlines(&d, (JDIMENSION)y0) != (JDIMENSION)y0)
+        raise_error((j_common_ptr)&d, LIP_EFORMAT, "the data ended before the first wanted row");
+    while (d.output_scanline < stop) {
         JSAMPROW row = out->data + (size_t)d.output_scanline * out->stride;
         if (jpeg_read_scanlines(&d, &row, 1) != 1)
             raise_error((j_common_ptr)&d, LIP_EFORMAT, "the data ended before the last row");
     }
-    jpeg_finish_decompress(&d);
+    if (stop == d.output_height) jpeg_finish_decompress(&d);
+    else jpeg_abort_decompress(&d);
     jpeg_destroy_decompress(&d);
     return 0;
 }

@@ -276,6 +276,23 @@ static inline uint8_t *put(uint8_t *o, const uint8_t *src, size_t n) {
   return o + n;
 }
 
+bool lip_jpeg_splice_band(const lip_jpeg_bg *bg, const int rect[4], int *y0, int *y1) {
+  if (!bg || !rect)
+    return false;
+  int x1 = rect[0], ry1 = rect[1], x2 = rect[2], ry2 = rect[3];
+  if (x1 < 0 || ry1 < 0 || x2 > bg->w || ry2 > bg->h || x1 >= x2 || ry1 >= ry2)
+    return false;
+  /* The same segment arithmetic as lip_jpeg_splice_encode. */
+  int r = bg->o.restart_interval;
+  int sx0 = (x1 / MCU) / r, sx1 = ((x2 + MCU - 1) / MCU + r - 1) / r;
+  int my0 = ry1 / MCU, my1 = (ry2 + MCU - 1) / MCU;
+  if (2 * (sx1 - sx0) * (my1 - my0) > bg->nseg)
+    return false;
+  *y0 = my0 * MCU;
+  *y1 = LIP_MIN(my1 * MCU, bg->h);
+  return true;
+}
+
 int lip_jpeg_splice_encode(lip_jpeg_enc *e, const lip_jpeg_bg *bg,
                            const lip_image *frame, const int rect[4],
                            const lip_jpeg_opts *opts, lip_buf *out,

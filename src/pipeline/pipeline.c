@@ -366,6 +366,7 @@ typedef struct stage_ctx {
     lip_err err[MAX_BATCH];
     double ms_a[MAX_BATCH], ms_b[MAX_BATCH]; /* prep: decode+prep; post: composite, encode */
     double ms_c[MAX_BATCH];
+    bool band[MAX_BATCH];    /* only the rows the splice reads were decoded */
     bool post; /* which stage this context runs */
 } stage_ctx;
 
@@ -389,7 +390,21 @@ static void prep_one(void *arg, int i)
     }
     lip_resizer *rz = tw->rz;
     uint8_t *fb = c->cb->frames + (size_t)i * c->cb->frame_cap;
-    int rc = lip_avatar_frame_bgr(c->a, af, fb, c->stride, &c->err[i]);
+    /* When this frame's encoded background is cached and the splice will re-encode only the
+     * MCU rows around the rect, only those rows need decoding (they also hold the rect, which is
+     * all that pre-processing and paste read). Otherwise the whole frame. */
+    int by0 = 0, by1 = 0;
+    c->band[i] = false;
+    if (r->format == LIP_OUT_JPEG && c->p->o.incremental_jpeg) {
+        lip_bg_cache *bc = lip_avatar_ext(c->a, NULL, NULL);
+        int q = r->quality > 0 ? r->quality : c->p->o.jpeg_quality;
+        const lip_jpeg_bg *jb = bc && lip_bg_cache_jpeg_opts(bc).quality == q
+                                    ? lip_bg_cache_jpeg_peek(bc, af)
+                                    : NULL;
+        c->band[i] = jb && lip_jpeg_splice_band(jb, lip_avatar_rect(c->a, af), &by0, &by1);
+    }
+    int rc = c->band[i] ? lip_avatar_frame_bgr_rows(c->a, af, by0, by1, fb, c->stride, &c->err[i])
+                        : lip_avatar_frame_bgr(c->a, af, fb, c->stride, &c->err[i]);
     if (!rc) {
         lip_image img = {.data = fb, .w = lip_avatar_width(c->a), .h = lip_avatar_height(c->a), .stride = c->stride};
         rc = lip_image_preprocess(rz, &img, lip_avatar_rect(c->a, af),
