@@ -34,6 +34,7 @@ static void usage(FILE *f)
             "  --threads N        per-frame worker threads (default: one per CPU)\n"
             "  --provider NAME    ONNX Runtime execution provider: cpu, cuda, tensorrt, auto\n"
             "  --crf N            H.264 quality (default 20)\n"
+            "  --full-encode      encode every image whole (no spliced JPEG / pieced PNG)\n"
             "  --quiet            no progress bar\n");
 }
 
@@ -65,7 +66,7 @@ int lip_cli_render(int argc, char **argv)
     const char *enc_path = "models/audio_encoder.onnx", *fmt = "jpeg", *provider = "cpu";
     int quality = 75, batch = 25, threads = 0, crf = 20, order = LIP_ORDER_PINGPONG;
     int paste = LIP_PIPE_PASTE_FEATHER;
-    bool quiet = false;
+    bool quiet = false, full_encode = false;
     static const struct option lo[] = {
         {"avatar", required_argument, 0, 'a'}, {"audio", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},    {"encoder", required_argument, 0, 'e'},
@@ -73,7 +74,8 @@ int lip_cli_render(int argc, char **argv)
         {"paste", required_argument, 0, 'P'},  {"order", required_argument, 0, 'O'},
         {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
         {"provider", required_argument, 0, 'p'}, {"crf", required_argument, 0, 'c'},
-        {"quiet", no_argument, 0, 'Q'},        {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, 'Q'},        {"full-encode", no_argument, 0, 'F'},
+        {0, 0, 0, 0}};
     int c;
     long v;
     optind = 1;
@@ -106,6 +108,7 @@ int lip_cli_render(int argc, char **argv)
             break;
         case 'p': provider = optarg; break;
         case 'Q': quiet = true; break;
+        case 'F': full_encode = true; break;
         case 'q':
         case 'b':
         case 't':
@@ -161,6 +164,7 @@ int lip_cli_render(int argc, char **argv)
     po.paste_mode = paste;
     po.jpeg_quality = quality;
     po.chunk_frames = LIP_MIN(batch, 8);
+    po.incremental_jpeg = po.incremental_png = !full_encode;
     lip_avatar_opts ao = lip_avatar_opts_default();
     ao.engine.provider = provider;
     const char *base = strrchr(avatar_dir, '/');

@@ -3,6 +3,7 @@
  * FILE, --key value flags), creates the shared service state (models, pipeline), attaches the
  * enabled API services to one gRPC listener, reports SERVING, and waits for SIGINT/SIGTERM to
  * drain and exit 0. */
+#include "auth/auth.h"
 #include "cli/cli.h"
 #include "metrics/metrics.h"
 #include "registry/registry.h"
@@ -10,6 +11,7 @@
 #include "core/core.h"
 #include "rpc/rpc.h"
 #include "service/service.h"
+#include "service/v1.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -180,6 +182,7 @@ int lip_cli_serve(int argc, char **argv)
     so.png_level = cfg->output.png_level;
     so.paste_exact = cfg->output.paste_mode == LIP_CFG_PASTE_EXACT;
     so.feather_px = cfg->output.feather_px;
+    so.full_encode = !cfg->output.incremental;
     so.optimized_max_batch = cfg->batch.max_frames;
     /* Remote inference (compositing role): calls to the inference servers of the url. */
     so.inference_url = cfg->inference_server.url;
@@ -225,6 +228,7 @@ int lip_cli_serve(int argc, char **argv)
 
     lip_service *sv = NULL;
     lip_rpc_server *srv = NULL;
+    lip_auth *auth = NULL;
     lip_metrics_http *mhttp = NULL;
     int status = 1;
     double t0 = lip_time_ms();
@@ -242,6 +246,34 @@ int lip_cli_serve(int argc, char **argv)
     if (attach_services(cfg, sv, srv, names, sizeof names) == 0) {
         lip_cli_fail("serve", "no service of server.services is available in this build");
         goto out;
+    }
+    /* The native API (docs/API.md lipsync.v1) rides on every listener beside the role's. */
+    if (lip_service_register_v1(sv, srv, &err) == 0)
+        snprintf(names + strlen(names), sizeof names - strlen(names), ", %s", LIP_V1_SERVICE);
+    else
+        lip_log_warn("serve: %s not enabled: %s", LIP_V1_SERVICE, err.msg);
+    /* API keys, tenant scopes, limits and audit: one guard at the rpc dispatch. */
+    if (cfg->auth.keys_file[0]) {
+        lip_auth_opts ao = lip_auth_opts_default();
+        ao.keys_file = cfg->auth.keys_file;
+        ao.default_avatar = cfg->default_model;
+        ao.frames_per_second = cfg->auth.frames_per_second;
+        ao.burst_frames = cfg->auth.burst_frames;
+        ao.max_concurrent = cfg->auth.max_concurrent;
+        ao.audit_all = cfg->audit.enabled;
+        ao.audit_file = cfg->audit.file;
+        auth = lip_auth_new(&ao, &err);
+        if (!auth || lip_auth_attach(auth, srv, &err)) {
+            lip_cli_fail("serve", "%s", err.msg);
+            goto out;
+        }
+        lip_log_info("auth: %d API keys from %s; audit %s to %s", lip_auth_key_count(auth),
+                     cfg->auth.keys_file, cfg->audit.enabled ? "of every request" :
+                     "of admin actions and refusals", cfg->audit.file[0] ? cfg->audit.file :
+                     "stderr");
+    } else if (cfg->audit.enabled) {
+        lip_log_warn("serve: audit.enabled needs auth.keys_file (the audit names the key of "
+                     "each request); no audit log is written");
     }
     if (lip_rpc_server_start(srv, &err)) {
         lip_cli_fail("serve", "%s", err.msg);
@@ -273,7 +305,17 @@ int lip_cli_serve(int argc, char **argv)
             "--out /tmp/frames\n"
             "Stop with Ctrl-C (or SIGTERM).\n",
             port, port, port, port, *cfg->default_model ? cfg->default_model : "<model>");
-    int sig = lip_rpc_wait_signal();
+    int sig;
+    while ((sig = lip_rpc_wait_signal()) == SIGHUP) {
+        /* Reload: new keys take effect for new calls; a bad file keeps the old keys. */
+        lip_err rerr = {0};
+        if (!auth) lip_log_info("SIGHUP: nothing to reload (no auth.keys_file)");
+        else if (lip_auth_reload(auth, &rerr))
+            lip_log_error("SIGHUP: keys not reloaded, the previous ones stay in force: %s",
+                          rerr.msg);
+        else lip_log_info("SIGHUP: %d API keys reloaded from %s", lip_auth_key_count(auth),
+                          cfg->auth.keys_file);
+    }
     lip_log_info("received signal %d: draining (grace %d s)", sig, cfg->server.grace_period_s);
     if (mhttp) lip_metrics_set_ready(lip_metrics_global(), false);
     lip_rpc_server_shutdown(srv, cfg->server.grace_period_s * 1000.0);
@@ -285,6 +327,7 @@ out:
      * server is shut down (or never started) here, so no handler is running. */
     lip_service_free(sv);
     lip_rpc_server_free(srv);
+    lip_auth_free(auth); /* after the server: its guard runs until the last call ends */
     lip_free(models);
     lip_config_free(cfg);
     return status;

@@ -129,6 +129,10 @@ static const lip_config_key keys[] = {
            "border"),
     K_INT("output.feather_px", output.feather_px, 0, 64, "8", true, 0,
           "width of the feathered border, px of the output frame (paste_mode feather)"),
+    K_BOOL("output.incremental", output.incremental, "true", false,
+           "encode only what changed: splice the re-encoded mouth region into each frame's cached "
+           "JPEG background (byte-identical to a full encode with restart markers) and deflate "
+           "only the changed PNG pieces"),
 
     K_STR("audio.encoder_path", audio.encoder_path, "models/audio_encoder.onnx", false, 0,
           "audio encoder ONNX used to turn PCM into features (AUDIO.md)"),

@@ -115,6 +115,7 @@ typedef struct lip_config {
         int png_level;
         int paste_mode;           /* enum lip_cfg_paste_mode */
         int feather_px;
+        bool incremental;         /* spliced JPEG / pieced PNG (default true) */
     } output;
     struct {
         char *encoder_path;

@@ -44,6 +44,7 @@ lip_pipeline_opts svc_pipeline_opts(const lip_service *sv)
     if (sv->o.feather_px > 0) po.feather_px = sv->o.feather_px;
     if (sv->o.jpeg_quality > 0) po.jpeg_quality = sv->o.jpeg_quality;
     if (sv->o.png_level >= 0) po.png_level = sv->o.png_level;
+    po.incremental_jpeg = po.incremental_png = !sv->o.full_encode;
     if (sv->remote) {
         po.infer = svc_remote_infer;
         po.infer_ud = sv->remote;

@@ -44,6 +44,7 @@ typedef struct lip_service_opts {
     int png_level;               /* default 1 */
     bool paste_exact;            /* exact paste instead of the feathered one */
     int feather_px;              /* default 10 */
+    bool full_encode;            /* disable incremental (spliced) JPEG/PNG encoding */
     int pipeline_threads;        /* 0 = one per CPU */
     int pipeline_slots;          /* concurrent requests in the pipeline; default 2 */
     int chunk_frames;            /* frames per UNet run; default 8 */
