@@ -198,6 +198,9 @@ int lip_bench_pipeline(int argc, char **argv)
            "stages", sum.audio_ms / frames, sum.prepare_ms / frames, sum.inference_ms / frames,
            sum.composite_ms / frames, sum.encode_ms / frames);
     printf("%-10s ratio=%.4f overhead_pct=%.2f\n", "overhead", pipe_ms / raw_ms, 100.0 * (pipe_ms / raw_ms - 1.0));
+    printf("%-10s cold_load_ms=%.1f frames=%d resident_mb=%.1f (frames, rects, model file, caches)\n",
+           "avatar", lip_avatar_load_ms(av), lip_avatar_frame_count(av),
+           (double)lip_avatar_memory_bytes(av) / (1024.0 * 1024.0));
 
     /* Composite + JPEG on one core, 1280x720 (or the avatar's size). */
     {
