@@ -68,11 +68,14 @@ stubs = os.path.join(tmp, "stubs")
 os.makedirs(stubs)
 plugin = shutil.which("grpc_python_plugin")
 protos = [os.path.join(ROOT, "proto", p)
-          for p in ("monolithic.proto", "health.proto", "optimized_lipsyncsrv.proto")]
+          for p in ("monolithic.proto", "health.proto", "optimized_lipsyncsrv.proto",
+                    "compositing.proto")]
 subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
                        "--grpc_python_out=" + stubs,
                        "--plugin=protoc-gen-grpc_python=" + plugin] + protos)
 sys.path.insert(0, stubs)
+import compositing_pb2 as cpb  # noqa: E402
+import compositing_pb2_grpc as cgrpc  # noqa: E402
 import health_pb2 as hpb  # noqa: E402
 import health_pb2_grpc as hgrpc  # noqa: E402
 import monolithic_pb2 as mpb  # noqa: E402
@@ -285,6 +288,270 @@ def tls_bad_config():
                         P("missing.key")], capture_output=True, text=True, timeout=60)
     check("TLS: a missing key file stops start-up with a message naming it",
           r.returncode != 0 and "missing.key" in r.stderr, "rc %d %s" % (r.returncode, r.stderr))
+
+
+# ---- API keys, tenants, limits, audit -----------------------------------------------------------
+SECRETS = {"acme": "acme-secret-0123456789", "beta": "beta-secret-9876543210",
+           "gamma": "gamma-secret-5555", "ops": "ops-admin-secret-42", "newkey": "new-secret-7"}
+
+
+def sha(k):
+    return hashlib.sha256(k.encode()).hexdigest()
+
+
+def keys_doc(ids):
+    entries = {
+        "acme": {"id": "acme", "sha256": sha(SECRETS["acme"]), "role": "client",
+                 "avatars": ["t1"]},
+        # 2 frames/s with a 10-frame bucket: a batch of 8 passes, the next goes into debt.
+        "beta": {"id": "beta", "sha256": sha(SECRETS["beta"]), "role": "client",
+                 "avatars": ["t2"], "frames_per_second": 2, "burst_frames": 10},
+        "gamma": {"id": "gamma", "sha256": sha(SECRETS["gamma"]), "avatars": ["t1"],
+                  "max_concurrent": 1},
+        "ops": {"id": "ops", "sha256": sha(SECRETS["ops"]), "role": "admin", "avatars": "*",
+                "description": "operators"},
+        "newkey": {"id": "newkey", "sha256": sha(SECRETS["newkey"]), "avatars": ["t1", "t2"]},
+    }
+    return json.dumps({"keys": [entries[i] for i in ids]})
+
+
+keys_path = os.path.join(tmp, "keys.json")
+audit_path = os.path.join(tmp, "audit.log")
+with open(keys_path, "w") as f:
+    f.write(keys_doc(["acme", "beta", "gamma", "ops"]))
+
+
+def md(who):
+    return [("authorization", "Bearer " + SECRETS[who])]
+
+
+def pcm_for(batch, start):
+    """Speech-like PCM covering the API.md 1.5 context of a request."""
+    a = max(0, start - 8)
+    n = (start + batch + 7 - a) * 640
+    t = np.arange(n, dtype=np.float32) / 16000.0
+    return (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+
+
+def infer_req(model, B=8):
+    return mpb.CompositeBatchRequest(model_id=model, raw_audio=pcm_for(B, 0).tobytes(),
+                                     batch_size=B, start_frame_idx=0, sample_rate=16000)
+
+
+def call(fn, req, who=None, timeout=60):
+    """(code, details, response, trailing metadata dict)."""
+    try:
+        r, c = fn.with_call(req, metadata=md(who) if who else None, timeout=timeout)
+        return grpc.StatusCode.OK, "", r, dict(c.trailing_metadata() or ())
+    except grpc.RpcError as e:
+        return e.code(), e.details(), None, dict(e.trailing_metadata() or ())
+
+
+def no_secret(text):
+    return not any(v in text for v in SECRETS.values())
+
+
+@test
+def auth():
+    p, port, logp, ok = start_server(
+        "auth", ["--auth.keys_file", keys_path, "--audit.enabled", "true", "--audit.file",
+                 audit_path], lambda port: grpc.insecure_channel("127.0.0.1:%d" % port))
+    check("auth server starts; grpc.health.v1 answers without a key", ok)
+    if not ok:
+        return
+    ch = grpc.insecure_channel("127.0.0.1:%d" % port, options=OPTS)
+    mono = mgrpc.MonolithicServiceStub(ch)
+    opt = ogrpc.OptimizedLipSyncServiceStub(ch)
+    comp = cgrpc.CompositingServiceStub(ch)
+
+    c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest())
+    check("no key: UNAUTHENTICATED", c == grpc.StatusCode.UNAUTHENTICATED and
+          "authorization" in d, "%s %s" % (c, d))
+    try:
+        mono.ListModels(mpb.ListModelsRequest(), timeout=10,
+                        metadata=[("authorization", "Bearer not-a-key-123")])
+        c, d = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        c, d = e.code(), e.details()
+    check("unknown key: UNAUTHENTICATED, key not echoed",
+          c == grpc.StatusCode.UNAUTHENTICATED and "not-a-key-123" not in d, "%s %s" % (c, d))
+    c, d, r, _ = call(mono.ListModels, mpb.ListModelsRequest(), "acme")
+    check("client key: ListModels OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+
+    # Tenant scoping.
+    c, d, r, _ = call(mono.InferBatchComposite, infer_req("t1"), "acme")
+    check("acme infers on its avatar t1 (8 frames)",
+          c == grpc.StatusCode.OK and len(r.composited_frames) == 8, "%s %s" % (c, d))
+    c, d, r, _ = call(mono.InferBatchComposite, infer_req("", 2), "acme")
+    check("acme: empty model_id is the default avatar t1, allowed", c == grpc.StatusCode.OK,
+          "%s %s" % (c, d))
+    c, d, _, _ = call(mono.InferBatchComposite, infer_req("t2"), "acme")
+    check("acme on t2: PERMISSION_DENIED naming the key id, never the key",
+          c == grpc.StatusCode.PERMISSION_DENIED and "'acme'" in d and "t2" in d and
+          no_secret(d), "%s %s" % (c, d))
+    c, d, _, _ = call(comp.GetModelStats, cpb.GetModelStatsRequest(model_id="t2"), "acme")
+    check("acme GetModelStats t2: PERMISSION_DENIED", c == grpc.StatusCode.PERMISSION_DENIED,
+          "%s %s" % (c, d))
+    c, d, _, _ = call(comp.GetModelStats, cpb.GetModelStatsRequest(model_id=""), "acme")
+    check("acme GetModelStats of every avatar: PERMISSION_DENIED",
+          c == grpc.StatusCode.PERMISSION_DENIED, "%s %s" % (c, d))
+    c, d, _, _ = call(mono.GetModelStats, mpb.GetModelStatsRequest(), "acme")
+    check("acme monolithic GetModelStats (every avatar): PERMISSION_DENIED",
+          c == grpc.StatusCode.PERMISSION_DENIED, "%s %s" % (c, d))
+    c, d, _, _ = call(mono.GetModelStats, mpb.GetModelStatsRequest(), "ops")
+    check("admin with * : monolithic GetModelStats OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+    c, d, _, _ = call(comp.GetModelStats, cpb.GetModelStatsRequest(model_id="t1"), "acme")
+    check("acme GetModelStats t1: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+    c, d, _, _ = call(opt.GetModelMetadata, opb.GetModelMetadataRequest(model_name="t2"), "acme")
+    check("acme optimized GetModelMetadata t2: PERMISSION_DENIED",
+          c == grpc.StatusCode.PERMISSION_DENIED, "%s %s" % (c, d))
+    # A field repeated on the wire: protobuf keeps the last value, and so must the check.
+    raw = (cpb.GetModelStatsRequest(model_id="t1").SerializeToString() +
+           cpb.GetModelStatsRequest(model_id="t2").SerializeToString())
+    rawcall = ch.unary_unary("/compositing.CompositingService/GetModelStats")
+    c, d, _, _ = call(rawcall, raw, "acme")
+    check("acme: model_id t1 then t2 on the wire is t2: PERMISSION_DENIED",
+          c == grpc.StatusCode.PERMISSION_DENIED, "%s %s" % (c, d))
+    # Every message of a stream is checked.
+    reqs = iter([opb.OptimizedInferenceRequest(model_name="t1", frame_id=0),
+                 opb.OptimizedInferenceRequest(model_name="t2", frame_id=1)])
+    got, code = [], None
+    try:
+        for m in opt.StreamInference(reqs, metadata=md("acme"), timeout=60):
+            got.append(m)
+    except grpc.RpcError as e:
+        code = e.code()
+    check("acme StreamInference: t1 answered, then t2 ends the stream PERMISSION_DENIED",
+          len(got) == 1 and code == grpc.StatusCode.PERMISSION_DENIED,
+          "%d %s" % (len(got), code))
+
+    # Admin-only RPCs.
+    c, d, _, _ = call(mono.LoadModel, mpb.LoadModelRequest(model_id="t1"), "acme")
+    check("client key LoadModel: PERMISSION_DENIED (admin only)",
+          c == grpc.StatusCode.PERMISSION_DENIED and "admin" in d, "%s %s" % (c, d))
+    c, d, _, _ = call(opt.LoadPackage, opb.LoadPackageRequest(package_name="t2",
+                                                              package_dir="t2"), "acme")
+    check("client key LoadPackage: PERMISSION_DENIED", c == grpc.StatusCode.PERMISSION_DENIED,
+          "%s %s" % (c, d))
+    c, d, _, _ = call(mono.LoadModel, mpb.LoadModelRequest(model_id="t2"), "ops")
+    check("admin key LoadModel t2: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+    c, d, _, _ = call(mono.UnloadModel, mpb.UnloadModelRequest(model_id="t2"), "ops")
+    check("admin key UnloadModel t2: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+
+    # Calls in progress per key: gamma may hold one; a stream that is open holds it.
+    q = []
+    gate = __import__("threading").Event()
+
+    def slow_reqs():
+        gate.wait(20)
+        return
+        yield  # noqa: an empty generator that blocks until released
+
+    fut = opt.StreamInference(slow_reqs(), metadata=md("gamma"), timeout=30)
+    time.sleep(0.5)
+    c, d, _, tm = call(mono.ListModels, mpb.ListModelsRequest(), "gamma")
+    check("gamma (max_concurrent 1) with a stream open: RESOURCE_EXHAUSTED with retry-after-ms",
+          c == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry-after-ms" in tm,
+          "%s %s %s" % (c, d, tm))
+    gate.set()
+    try:
+        for _ in fut:
+            pass
+    except grpc.RpcError:
+        pass
+    time.sleep(0.3)
+    c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "gamma")
+    check("gamma after its stream ended: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+
+    # Frame rate: beta has 2 frames/s and a 10-frame bucket.
+    c1, d1, _, _ = call(mono.InferBatchComposite, infer_req("t2"), "beta")
+    c2, d2, _, _ = call(mono.InferBatchComposite, infer_req("t2"), "beta")
+    c3, d3, _, tm = call(mono.InferBatchComposite, infer_req("t2"), "beta")
+    retry = int(tm.get("retry-after-ms", "0"))
+    # Two batches of 8 leave the bucket about 6 frames in debt (10 - 16 + 2/s x elapsed), so
+    # the third waits about 3 s; anything from 0.5 to 5 s allows for slow inference here.
+    check("beta: 2 batches of 8 pass, the 3rd is RESOURCE_EXHAUSTED with retry-after-ms",
+          c1 == grpc.StatusCode.OK and c2 == grpc.StatusCode.OK and
+          c3 == grpc.StatusCode.RESOURCE_EXHAUSTED and 500 <= retry <= 5000 and
+          "retry after" in d3, "%s %s | %s %s | %s %s %s" % (c1, d1, c2, d2, c3, d3, tm))
+    c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "beta")
+    check("beta: calls that make no frames are not rate limited", c == grpc.StatusCode.OK,
+          "%s %s" % (c, d))
+    if retry:
+        time.sleep(retry / 1000.0 + 0.1)
+    c, d, _, _ = call(mono.InferBatchComposite, infer_req("t2", 1), "beta")
+    check("beta: served again after retry-after-ms", c == grpc.StatusCode.OK, "%s %s" % (c, d))
+
+    # lipsync client with a key file.
+    kf = os.path.join(tmp, "acme.key")
+    with open(kf, "w") as f:
+        f.write(SECRETS["acme"] + "\n")
+    r = subprocess.run([BIN, "client", "list", "--port", str(port), "--api-key-file", kf,
+                        "--timeout", "10000"], capture_output=True, text=True)
+    check("lipsync client --api-key-file: list exits 0", r.returncode == 0, r.stderr)
+    r = subprocess.run([BIN, "client", "list", "--port", str(port), "--timeout", "10000"],
+                       capture_output=True, text=True)
+    check("lipsync client without a key: exits 1 with UNAUTHENTICATED",
+          r.returncode == 1 and "UNAUTHENTICATED" in r.stderr, r.stderr)
+
+    # Reload on SIGHUP: acme removed, newkey added.
+    with open(keys_path, "w") as f:
+        f.write(keys_doc(["beta", "gamma", "ops", "newkey"]))
+    p.send_signal(signal.SIGHUP)
+    t0, c = time.time(), None
+    while time.time() - t0 < 10:
+        c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "newkey")
+        if c == grpc.StatusCode.OK:
+            break
+        time.sleep(0.2)
+    check("SIGHUP: a new key works without a restart", c == grpc.StatusCode.OK, str(c))
+    c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "acme")
+    check("SIGHUP: a removed key is refused", c == grpc.StatusCode.UNAUTHENTICATED, str(c))
+    with open(keys_path, "w") as f:
+        f.write('{"keys": [{"id": "x", "sha256": "nothex"}]}')
+    p.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "newkey")
+    check("SIGHUP with a broken keys file keeps the previous keys", c == grpc.StatusCode.OK,
+          str(c))
+    check("server still running after SIGHUPs", p.poll() is None)
+    ch.close()
+    check("auth server drains on SIGTERM and exits 0", stop(p) == 0)
+    log = open(logp).read()
+    check("broken keys file reported in the log", "keys not reloaded" in log, log[-2000:])
+
+    # The audit log.
+    lines = [json.loads(l) for l in open(audit_path) if l.strip()]
+    text = open(audit_path).read()
+    check("audit: every line is JSON with the documented fields",
+          lines and all(set(("time", "key_id", "avatar", "rpc", "frames", "status",
+                             "latency_ms")) <= set(l) for l in lines), text[:500])
+    check("audit: never a key", no_secret(text) and "not-a-key-123" not in text)
+    inf = [l for l in lines if l["key_id"] == "acme" and l["rpc"].endswith("InferBatchComposite")
+           and l["status"] == "OK"]
+    check("audit: acme's inference with avatar t1 and 8 frames",
+          any(l["avatar"] == "t1" and l["frames"] == 8 for l in inf), str(inf))
+    check("audit: the refused t2 request with its status",
+          any(l["key_id"] == "acme" and l["avatar"] == "t2" and
+              l["status"] == "PERMISSION_DENIED" for l in lines))
+    check("audit: admin LoadModel by ops",
+          any(l["key_id"] == "ops" and l["rpc"].endswith("/LoadModel") and l["status"] == "OK"
+              for l in lines))
+    check("audit: unauthenticated calls logged without a key id",
+          any(l["key_id"] == "" and l["status"] == "UNAUTHENTICATED" for l in lines))
+
+
+@test
+def auth_bad_keys_file():
+    bad = os.path.join(tmp, "bad_keys.json")
+    with open(bad, "w") as f:
+        f.write(json.dumps({"keys": [{"id": "a", "sha256": sha("x"), "role": "root",
+                                      "avatars": "*"}]}))
+    r = subprocess.run([BIN, "serve", "--port", str(free_port()), "--models-root", root,
+                        "--auth.keys_file", bad], capture_output=True, text=True, timeout=60)
+    check("a keys file with a bad role stops start-up naming file, key and field",
+          r.returncode != 0 and "bad_keys.json" in r.stderr and "role" in r.stderr,
+          "rc %d %s" % (r.returncode, r.stderr[-500:]))
 
 
 finish()
