@@ -614,6 +614,7 @@ int lip_avatar_frame_bgr_rows(lip_avatar *a, int i, int y0, int y1, uint8_t *bgr
             cache_slot *s = &a->cache[k];
             if (s->frame == i && s->bgr) {
                 s->stamp = ++a->clock;
+                a->chits++;
                 for (int y = y0; y < y1; y++)
                     memcpy(bgr + (size_t)y * (size_t)stride, s->bgr + (size_t)y * row, row);
                 pthread_mutex_unlock(&a->cmu);
@@ -623,6 +624,11 @@ int lip_avatar_frame_bgr_rows(lip_avatar *a, int i, int y0, int y1, uint8_t *bgr
         pthread_mutex_unlock(&a->cmu);
     }
     if (is_png(a->fdata[i], a->flen[i])) return lip_avatar_frame_bgr(a, i, bgr, stride, err);
+    if (a->ncache) { /* a miss: only the rows are decoded, the cache is not filled */
+        pthread_mutex_lock(&a->cmu);
+        a->cmisses++;
+        pthread_mutex_unlock(&a->cmu);
+    }
     lip_image img = {.data = bgr, .w = a->w, .h = a->h, .stride = stride};
     return lip_jpeg_decode_rows(a->fdata[i], a->flen[i], &img, y0, y1, err);
 }

@@ -77,9 +77,10 @@ const float *lip_avatar_audio_features(const lip_avatar *a, int *rows);
 size_t lip_avatar_memory_bytes(const lip_avatar *a);
 /* Milliseconds the load took. */
 double lip_avatar_load_ms(const lip_avatar *a);
-/* Decode-cache counters since load: lookups served from the cache (hits), frames decoded while
- * the cache is on (misses), and its capacity in frames (opts.decode_cache_frames, at most the
- * frame count). NULL outputs are skipped. Thread-safe. */
+/* Decode-cache counters since load: lookups (lip_avatar_frame_bgr and _rows) served from the
+ * cache (hits), lookups that decoded while the cache is on (misses; a rows decode does not fill
+ * the cache), and its capacity in frames (opts.decode_cache_frames, at most the frame count).
+ * NULL outputs are skipped. Thread-safe. */
 void lip_avatar_cache_stats(lip_avatar *a, int64_t *hits, int64_t *misses, int *capacity);
 
 /* Maps a stream frame index to an avatar frame: LIP_ORDER_LOOP gives i mod N (the seed APIs);
