@@ -23,6 +23,7 @@ int lip_bench_pipeline(int argc, char **argv);
 int lip_bench_serve(int argc, char **argv);
 int lip_bench_encode(int argc, char **argv);
 int lip_bench_image(int argc, char **argv);
+int lip_bench_registry(int argc, char **argv);
 int lip_bench_separated(int argc, char **argv);
 
 /* Prints "lipsync <cmd>: <msg>" to stderr. */
