@@ -16,6 +16,8 @@ int lip_cli_render(int argc, char **argv);
 int lip_cli_serve(int argc, char **argv);
 int lip_cli_client(int argc, char **argv);
 int lip_cli_avatar(int argc, char **argv);
+/* `lipsync client stream` (cmd_client_stream.c; argv[0] is "stream"). */
+int lip_cli_client_stream(int argc, char **argv);
 
 /* Benchmarks behind `lipsync bench <name>` (argv[0] is the name); cmd_bench.c dispatches. */
 int lip_bench_audio(int argc, char **argv);
@@ -25,6 +27,7 @@ int lip_bench_encode(int argc, char **argv);
 int lip_bench_image(int argc, char **argv);
 int lip_bench_registry(int argc, char **argv);
 int lip_bench_separated(int argc, char **argv);
+int lip_bench_stream(int argc, char **argv);
 
 /* Prints "lipsync <cmd>: <msg>" to stderr. */
 void lip_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -18,7 +18,7 @@ static void usage(FILE *f)
             "                           [--iters N] [--provider cpu|cuda|tensorrt|auto] [--threads N]\n\n"
             "model   runs a UNet-328 through ONNX Runtime at each batch size (random inputs,\n"
             "        warm-up first) and prints ms per batch and frames/s, one line per case.\n"
-            "audio, pipeline, serve, encode, image, registry, separated: see `lipsync bench <name> --help`.\n");
+            "audio, pipeline, serve, encode, image, registry, separated, stream: see `lipsync bench <name> --help`.\n");
 }
 
 void lip_cli_machine(char *b, size_t n)
@@ -146,7 +146,8 @@ int lip_cli_bench(int argc, char **argv)
     } more[] = {{"audio", lip_bench_audio},       {"pipeline", lip_bench_pipeline},
                 {"serve", lip_bench_serve},       {"encode", lip_bench_encode},
                 {"image", lip_bench_image},
-                {"registry", lip_bench_registry},       {"separated", lip_bench_separated}};
+                {"registry", lip_bench_registry},       {"separated", lip_bench_separated},
+                {"stream", lip_bench_stream}};
     for (size_t i = 0; i < LIP_ARRAY_LEN(more); i++)
         if (strcmp(argv[1], more[i].name) == 0) return more[i].fn(argc - 1, argv + 1);
     lip_cli_fail("bench", "unknown benchmark '%s'", argv[1]);

@@ -34,7 +34,9 @@ static void usage(FILE *f)
             "list                      ListModels\n"
             "infer --audio speech.wav [--model ID] [--start 0] [--batch 8] [--batches 1]\n"
             "      [--out DIR]         InferBatchComposite with raw audio; writes\n"
-            "                          DIR/frame_<stream frame>.jpg and prints timings\n");
+            "                          DIR/frame_<stream frame>.jpg and prints timings\n"
+            "stream --audio speech.wav --out out.mp4 [--avatar ID] ...   lipsync.v1 Stream\n"
+            "                          (see `lipsync client stream --help`)\n");
 }
 
 typedef struct opts {
@@ -223,6 +225,7 @@ int lip_cli_client(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "stream") == 0) return lip_cli_client_stream(argc - 1, argv + 1);
     opts o = {.timeout_ms = 60000, .start = 0, .batch = 8, .batches = 1};
     lip_strlcpy(o.target, "127.0.0.1:50053", sizeof o.target);
     static const struct option lo[] = {
