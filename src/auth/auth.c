@@ -716,7 +716,7 @@ static grpc_status_code g_message(void *ud, lip_rpc_call *c, void *state, const 
             return GRPC_STATUS_INVALID_ARGUMENT;
         }
         if (r == 0 && (pol->flags & P_IF_PRESENT)) return GRPC_STATUS_OK;
-        if (vl >= sizeof avatar || memchr(v, 0, vl)) {
+        if (vl >= sizeof avatar || (vl && memchr(v, 0, vl))) {
             /* Longer than any id: the service refuses it as malformed, and no key names it. */
             lip_err_set(err, LIP_EPERM, "API key '%s' may not use this avatar (the id is not "
                         "valid)", cs->k->id);
