@@ -534,6 +534,19 @@ def c_client_stream():
 
 
 @run
+def python_example():
+    wav = os.path.join(tmp, "s.wav")
+    out = os.path.join(tmp, "ex_frames")
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "stream_client.py"),
+                        "--target", "127.0.0.1:%d" % PORT, "--avatar", "d1", "--audio", wav,
+                        "--out", out, "--fast"], capture_output=True, text=True, timeout=120)
+    files = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    tap(p.returncode == 0 and abs(len(files) - 50) <= 2 and "KIND_UTTERANCE_END" in p.stdout,
+        "examples/stream_client.py streams a WAV and writes its frames",
+        (p.stdout + p.stderr).strip()[-300:])
+
+
+@run
 def errors():
     I = grpc.StatusCode.INVALID_ARGUMENT
     _, st = stream(pb.StreamOpen(avatar_id="nope"), lambda: iter(()))
