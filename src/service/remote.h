@@ -52,8 +52,9 @@ void svc_remote_free(svc_remote *r);
  * of req with model id = lip_avatar_id(a). Errors: the backend's status mapped back to a LIP_E*
  * code (UNAVAILABLE -> LIP_EUNAVAIL once no backend answers, DEADLINE_EXCEEDED -> LIP_ETIMEOUT,
  * NOT_FOUND when the inference servers do not know the model, ...), the message naming the
- * backend url. Thread-safe; per-thread scratch is reused, so steady state allocates only the
- * received message. */
+ * backend url. Thread-safe; the packed request and forwarded PCM live in reused per-thread
+ * scratch, so steady state allocates per call only the received message and its unpacked
+ * form (one chunk, not per frame). */
 int svc_remote_infer(void *ud, lip_avatar *a, const struct lip_request *req, int first, int n,
                      const float *visual, const float *audio, float *out, lip_err *err);
 
