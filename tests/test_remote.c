@@ -266,6 +266,74 @@ static void t_client_opts(void)
     lip_rpc_client_free(c);
 }
 
+/* A handler that waits until its call is cancelled (or 5 s pass). */
+static int slow_handler(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
+                        lip_rpc_buf *resp, lip_err *err)
+{
+    (void)ud, (void)req, (void)len, (void)resp;
+    for (int i = 0; i < 500 && !lip_rpc_call_cancelled(call); i++) usleep(10 * 1000);
+    return lip_err_set(err, LIP_ETIMEOUT, "slow handler ran out");
+}
+
+typedef struct flag_arg {
+    volatile int flag;
+    int delay_ms;
+} flag_arg;
+
+static void *raise_flag(void *p)
+{
+    flag_arg *f = p;
+    usleep((useconds_t)f->delay_ms * 1000);
+    f->flag = 1;
+    return NULL;
+}
+
+/* lip_rpc_client_unary_cancel ends a running call soon after the flag is raised, and the server
+ * sees the cancel (its handler returns instead of running 5 s). */
+static void t_unary_cancel(void)
+{
+    lip_err err = {0};
+    lip_rpc_opts o = lip_rpc_opts_default();
+    o.host = "127.0.0.1";
+    o.port = 0;
+    static const lip_rpc_method m[] = {{"Slow", LIP_RPC_UNARY, true, slow_handler}};
+    lip_rpc_server *s = lip_rpc_server_new(&o, &err);
+    CHECK_MSG(s && lip_rpc_server_add_service(s, "t.Slow", m, 1, NULL, &err) == 0 &&
+                  lip_rpc_server_start(s, &err) == 0,
+              "%s", err.msg);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", s ? lip_rpc_server_port(s) : 0);
+    lip_rpc_client *c = lip_rpc_client_new(target, 0, &err);
+    CHECK(c != NULL);
+    if (s && c) {
+        flag_arg f = {.flag = 0, .delay_ms = 200};
+        pthread_t th;
+        pthread_create(&th, NULL, raise_flag, &f);
+        lip_rpc_buf r = {0};
+        lip_rpc_status st = {0};
+        static const uint8_t req[1] = {0};
+        double t0 = lip_time_ms();
+        CHECK_RC(lip_rpc_client_unary_cancel(c, "/t.Slow/Slow", req, 0, 10000, &f.flag, &r, &st,
+                                             &err));
+        double ms = lip_time_ms() - t0;
+        pthread_join(th, NULL);
+        /* 200 ms until the flag, 20 ms polling; 1.5 s is slack for a loaded machine and far
+         * below the handler's 5 s. */
+        CHECK_MSG(st.code == GRPC_STATUS_CANCELLED && ms >= 190 && ms < 1500,
+                  "status %d after %.0f ms", (int)st.code, ms);
+        lip_free(r.data);
+        /* A flag that is never raised changes nothing: the call ends with the server's status. */
+        f.flag = 0;
+        CHECK_RC(lip_rpc_client_unary_cancel(c, "/t.Nope/X", req, 0, 5000, &f.flag, &r, &st,
+                                             &err));
+        CHECK(st.code == GRPC_STATUS_UNIMPLEMENTED);
+        lip_free(r.data);
+    }
+    lip_rpc_client_free(c);
+    if (s) lip_rpc_server_shutdown(s, 1000);
+    lip_rpc_server_free(s);
+}
+
 static void t_remote_no_backend(void)
 {
     lip_err err = {0};
@@ -318,6 +386,7 @@ int main(void)
     RUN(t_hook_equals_local);
     RUN(t_hook_pcm_and_errors);
     RUN(t_client_opts);
+    RUN(t_unary_cancel);
     RUN(t_remote_no_backend);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmproot);

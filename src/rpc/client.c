@@ -274,6 +274,13 @@ static void cq_destroy(grpc_completion_queue *cq)
 int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req, size_t len,
                          double timeout_ms, lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err)
 {
+    return lip_rpc_client_unary_cancel(c, path, req, len, timeout_ms, NULL, resp, st, err);
+}
+
+int lip_rpc_client_unary_cancel(lip_rpc_client *c, const char *path, const uint8_t *req,
+                                size_t len, double timeout_ms, const volatile int *cancel,
+                                lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err)
+{
     resp->data = NULL;
     resp->len = 0;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -317,7 +324,21 @@ int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req
     if (grpc_call_start_batch(call, ops, 6, &tagv, NULL) != GRPC_CALL_OK) {
         rc = lip_err_set(err, LIP_EINTERNAL, "cannot start the call to %s", path);
     } else {
-        grpc_completion_queue_pluck(cq, &tagv, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (!cancel) {
+            grpc_completion_queue_pluck(cq, &tagv, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        } else {
+            /* Wake every 20 ms to look at the flag; a cancelled call still completes its batch
+             * (status CANCELLED), so keep plucking until it does. */
+            bool cancelled = false;
+            for (;;) {
+                grpc_event ev = grpc_completion_queue_pluck(cq, &tagv, deadline_of(20.0), NULL);
+                if (ev.type == GRPC_OP_COMPLETE) break;
+                if (!cancelled && *cancel) {
+                    grpc_call_cancel(call, NULL);
+                    cancelled = true;
+                }
+            }
+        }
         set_status(st, code, details);
         if (code == GRPC_STATUS_OK && recv) rc = take_bb(recv, resp, err);
     }

@@ -291,6 +291,13 @@ typedef struct lip_rpc_status {
 int lip_rpc_client_unary(lip_rpc_client *c, const char *path, const uint8_t *req, size_t len,
                          double timeout_ms, lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err);
 
+/* The same, cancelled (status CANCELLED) soon after *cancel becomes nonzero, checked every
+ * 20 ms; cancel NULL is lip_rpc_client_unary. For calls made on behalf of a request whose own
+ * client may go away (the compositing role's remote inference). */
+int lip_rpc_client_unary_cancel(lip_rpc_client *c, const char *path, const uint8_t *req,
+                                size_t len, double timeout_ms, const volatile int *cancel,
+                                lip_rpc_buf *resp, lip_rpc_status *st, lip_err *err);
+
 /* A blocking bidi stream. One thread at a time may write (write, close_send) and one other may
  * read at the same time (send-only and receive-only batches may overlap); finish after both. */
 typedef struct lip_rpc_stream lip_rpc_stream;

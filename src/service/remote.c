@@ -281,12 +281,18 @@ int svc_remote_infer(void *ud, lip_avatar *a, const struct lip_request *req, int
     int rc = 0;
     for (int k = 0; k < rounds; k++) {
         double left = deadline - lip_time_ms();
+        if (req->cancel && *req->cancel) {
+            st.code = GRPC_STATUS_CANCELLED;
+            lip_strlcpy(st.details, "the request was cancelled", sizeof st.details);
+            break;
+        }
         if (left <= 0) {
             st.code = GRPC_STATUS_DEADLINE_EXCEEDED;
             lip_strlcpy(st.details, "no time left for another attempt", sizeof st.details);
             break;
         }
-        rc = lip_rpc_client_unary(r->cl, INFER_PATH, sc->req, len, left, &resp, &st, err);
+        rc = lip_rpc_client_unary_cancel(r->cl, INFER_PATH, sc->req, len, left, req->cancel,
+                                         &resp, &st, err);
         atomic_fetch_add(&r->bytes_sent, (long long)len);
         if (rc || st.code != GRPC_STATUS_UNAVAILABLE) break;
     }
