@@ -143,7 +143,7 @@ int svc_infer_composite(lip_service *sv, lip_rpc_call *call, const uint8_t *req,
     o.model_load_time_ms = (float)load_ms;
     o.success = true;
     lip_engine *unet = lip_avatar_unet(a);
-    o.gpu_id = unet ? lip_engine_device(unet) : -1;
+    o.gpu_id = sv->remote ? svc_remote_gpu_id(sv->remote) : unet ? lip_engine_device(unet) : -1;
     o.total_time_ms = (float)(lip_time_ms() - lip_rpc_call_start_ms(call));
     rc = lip_rpc_pack(&o.base, resp, err);
 out:

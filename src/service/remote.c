@@ -30,6 +30,7 @@ struct svc_remote {
     char *url;
     lip_rpc_client *cl;
     atomic_bool healthy;
+    atomic_int gpu_id;
     atomic_llong calls, failures, frames, bytes_sent, bytes_received;
     pthread_t probe;
     bool probe_started, quit;
@@ -160,6 +161,7 @@ svc_remote *svc_remote_new(const svc_remote_opts *o, lip_err *err)
         return NULL;
     }
     r->o = *o;
+    atomic_store(&r->gpu_id, -1);
     if (r->o.timeout_ms <= 0) r->o.timeout_ms = 10000;
     if (r->o.max_retries < 0) r->o.max_retries = 0;
     pthread_mutex_init(&r->mu, NULL);
@@ -211,6 +213,7 @@ void svc_remote_free(svc_remote *r)
 }
 
 bool svc_remote_healthy(const svc_remote *r) { return atomic_load(&r->healthy); }
+int svc_remote_gpu_id(const svc_remote *r) { return atomic_load(&r->gpu_id); }
 const char *svc_remote_url(const svc_remote *r) { return r->url; }
 
 void svc_remote_get_stats(const svc_remote *r, svc_remote_stats *st)
@@ -323,6 +326,7 @@ int svc_remote_infer(void *ud, lip_avatar *a, const struct lip_request *req, int
             memcpy(out + (size_t)i * LIP_UNET_OUT_FLOATS, o->outputs[i]->data.data, OUT_BYTES);
         }
     }
+    if (!rc) atomic_store(&r->gpu_id, o->gpu_id);
     if (o) protobuf_c_message_free_unpacked(&o->base, NULL);
     lip_free(resp.data);
     if (rc) {

@@ -60,6 +60,9 @@ int svc_remote_infer(void *ud, lip_avatar *a, const struct lip_request *req, int
 
 /* Result of the last probe: at least one backend answered SERVING. Thread-safe. */
 bool svc_remote_healthy(const svc_remote *r);
+/* The gpu_id the backends reported in the latest successful call (-1 before any, or CPU). With
+ * several backends it is the device of whichever answered last, not per request. Thread-safe. */
+int svc_remote_gpu_id(const svc_remote *r);
 /* The configured url (owned by r). */
 const char *svc_remote_url(const svc_remote *r);
 /* Copies the counters. Thread-safe. */
