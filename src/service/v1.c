@@ -704,9 +704,10 @@ static int h_stream(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len
         return lip_err_set(err, LIP_EINVAL, "cannot parse lipsync.v1.StreamRequest (%zu bytes)",
                            len);
     if (q->msg_case != LIPSYNC__V1__STREAM_REQUEST__MSG_OPEN || !q->open) {
+        int got = (int)q->msg_case;
         lipsync__v1__stream_request__free_unpacked(q, NULL);
-        return lip_err_set(err, LIP_EINVAL, "the first StreamRequest must be open (got message "
-                           "case %d)", (int)q->msg_case);
+        return lip_err_set(err, LIP_EINVAL, "the first StreamRequest must be open (field 1); got "
+                           "message case %d", got);
     }
     const Lipsync__V1__StreamOpen *o = q->open;
     session s = {0};
