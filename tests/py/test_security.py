@@ -303,7 +303,7 @@ def keys_doc(ids):
     entries = {
         "acme": {"id": "acme", "sha256": sha(SECRETS["acme"]), "role": "client",
                  "avatars": ["t1"]},
-        # 4 frames/s with a 4-frame bucket: a batch of 8 still runs and leaves 4 frames of debt.
+        # 4 frames/s with a 4-frame bucket: a batch of 16 still runs and leaves debt.
         "beta": {"id": "beta", "sha256": sha(SECRETS["beta"]), "role": "client",
                  "avatars": ["t2"], "frames_per_second": 4, "burst_frames": 4},
         "gamma": {"id": "gamma", "sha256": sha(SECRETS["gamma"]), "avatars": ["t1"],
@@ -464,16 +464,27 @@ def auth():
     check("gamma after its stream ended: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
 
     # Frame rate: beta has 4 frames/s and a 4-frame bucket.
-    c1, d1, _, _ = call(mono.InferBatchComposite, infer_req("t2"), "beta")
-    c3, d3, _, tm = call(mono.InferBatchComposite, infer_req("t2"), "beta")
+    call(mono.LoadModel, mpb.LoadModelRequest(model_id="t2"), "ops")  # no load inside the timing
+    req2 = infer_req("t2")
+    t0 = time.time()
+    c1, d1, _, _ = call(mono.InferBatchComposite, infer_req("t2", 16), "beta")
+    c3, d3, _, tm = call(mono.InferBatchComposite, req2, "beta")
+    T = time.time() - t0
     retry = int(tm.get("retry-after-ms", "0"))
-    # The 8 frames are charged when the response leaves: 4 - 8 = 4 frames of debt, paid back
-    # at 4/s in 1 s (+1 ms). The next call arrives a few ms later (more under a sanitizer), so
-    # the hint is 1001 ms minus that gap: 50..1001 leaves 0.95 s for a slow (sanitizer) run.
-    check("beta: a batch of 8 over a 4-frame bucket runs; the next call is RESOURCE_EXHAUSTED "
-          "with retry-after-ms", c1 == grpc.StatusCode.OK and
-          c3 == grpc.StatusCode.RESOURCE_EXHAUSTED and 50 <= retry <= 1001 and
-          "retry after" in d3, "%s %s | %s %s %s" % (c1, d1, c3, d3, tm))
+    # The 16 frames are charged when the response leaves: 4 - 16 = 12 frames of debt, less the
+    # 4/s refill from the first call's start to the second's (T s, which bounds it): the hint
+    # is (12 - 4 Ts) / 4 s + 1 ms for the server's interval Ts <= T: at most 3001 ms and at
+    # least 3001 - 1000 T (5 ms of slack for the hint's rounding to whole ms).
+    name = ("beta: a batch of 16 over a 4-frame bucket runs; the next call is "
+            "RESOURCE_EXHAUSTED with retry-after-ms")
+    if c1 == grpc.StatusCode.OK and c3 == grpc.StatusCode.OK and T >= 2.5:
+        # A machine this loaded refills the debt while the call runs; that is the bucket
+        # working, not a failure, but then this case proves nothing.
+        tap(True, name, "SKIP the batch took %.1f s on a loaded machine" % T)
+    else:
+        check(name, c1 == grpc.StatusCode.OK and c3 == grpc.StatusCode.RESOURCE_EXHAUSTED and
+              max(1, 3001 - 1000 * T - 5) <= retry <= 3001 and "retry after" in d3,
+              "%s %s | %s %s %s T=%.2f" % (c1, d1, c3, d3, tm, T))
     c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "beta")
     check("beta: calls that make no frames are not rate limited", c == grpc.StatusCode.OK,
           "%s %s" % (c, d))
