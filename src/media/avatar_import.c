@@ -551,6 +551,8 @@ int lip_media_import_avatar(const lip_media_import_opts *o, int64_t *frames_out,
         rc = lip_err_set(err, LIP_EIO, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
         goto fail;
     }
+    lip_buf_free(&jpg);
+    lip_jpeg_enc_free(jenc);
     lip_video_reader_free(rd);
     lip_free(rects);
     if (frames_out) *frames_out = nf;
