@@ -7,9 +7,11 @@
  * and sends each frame with index i and pts i x 40 ms. While no speech is being emitted, idle
  * frames (the avatar's original frames, encoded once per avatar and cached, no UNet) leave on the
  * 25 fps clock slot(i) = t0 + 40 i. Backlog is bounded everywhere: the rpc layer reads at most 8
- * messages ahead, the ring holds RING_CAP frames and a chunk may complete at most 2 s of frames,
- * and a speech frame whose audio arrived more than max_lag ago is dropped (its index skipped)
- * with a KIND_BEHIND event, so a slow server never drifts. Render runs the whole-utterance
+ * messages ahead, the ring holds RING_CAP tensors (more ready frames wait in the audio stream as
+ * 2 KiB feature rows), reading stops while the client is 30 s of audio ahead, and a speech frame
+ * due more than max_lag ago is dropped (its index skipped) with a KIND_BEHIND event, so a slow
+ * server never drifts. Paced sessions hold audio that comes faster than real time (TTS) and play
+ * it out on the clock. Render runs the whole-utterance
  * computation (lip_audio_features + lip_audio_frame_tensor) through the same batch code, so a
  * Stream in exact mode with idle off gives the same frames. */
 #include "service/v1.h"
@@ -29,7 +31,7 @@
 #define FRAME_MS 40.0
 #define TENSOR 8192                        /* floats of one frame's UNet audio tensor */
 #define RING_CAP 128                       /* ready frame tensors per session (4 MiB) */
-#define RING_SLACK 64                      /* room kept free before reading the next message */
+#define MAX_AHEAD_FRAMES 750               /* received audio not yet sent: at most 30 s */
 #define MAX_CHUNK_SAMPLES (2 * LIP_AUDIO_RATE) /* one audio message: at most 2 s (50 frames) */
 #define MAX_RENDER_SAMPLES ((size_t)600 * LIP_AUDIO_RATE) /* Render: 10 minutes */
 #define BATCH_UNPACED 8
@@ -201,6 +203,12 @@ typedef struct session {
     double need_ms;     /* audio a frame needs beyond its start: look-ahead x 40 + 172 ms */
     double last_arrival;
     double run_ms;      /* recent time of one batch, slot wait included (moving average) */
+    /* the computed batch whose frames are not all sent yet (paced: waiting for their slots) */
+    lip_result pend;
+    bool has_pend;
+    int pend_k;
+    double pend_arr[BATCH_UNPACED], pend_audio[BATCH_UNPACED], pend_trun;
+    int64_t late, late_at;
     /* ready frame tensors */
     float *ring;
     double ring_t[RING_CAP], ring_audio[RING_CAP];
@@ -267,6 +275,8 @@ static void pop_ready(session *s, double arrival, double audio_ms)
 
 static void utt_reset(session *s)
 {
+    if (s->has_pend) lip_result_free(&s->pend);
+    s->has_pend = false;
     lip_audio_stream_free(s->as);
     s->as = NULL;
     s->utt_active = s->utt_finishing = s->utt_started = false;
@@ -293,6 +303,16 @@ static int behind(session *s, int64_t frame, int64_t dropped, const char *what, 
     return send_event(s, LIPSYNC__V1__STREAM_EVENT__KIND__KIND_BEHIND, m, frame, dropped, 0, err);
 }
 
+/* When a speech frame is due: when its audio arrived, or when a real-time client would have
+ * sent it (utterance start + its position + look-ahead) if that is earlier, so audio held up in
+ * transport buffers counts as late too. A paced frame is never due before its slot: audio that
+ * comes faster than real time (TTS) is held and played out, not dropped. */
+static double due_ms(const session *s, double arrival, int64_t utt_frame, int64_t index)
+{
+    double due = LIP_MIN(arrival, s->utt_t0 + FRAME_MS * (double)utt_frame + s->need_ms);
+    return s->paced ? LIP_MAX(due, slot_ms(s, index)) : due;
+}
+
 /* Waits for frame index i's slot (paced sessions). */
 static void wait_slot(session *s, int64_t i)
 {
@@ -303,24 +323,89 @@ static void wait_slot(session *s, int64_t i)
     }
 }
 
-/* Runs up to batch_max ready frames through the pipeline and sends them. */
+/* Sends the computed frames that are due (all of them unless paced: a paced frame waits for its
+ * slot, and the session reads messages meanwhile). Frees the batch when it is done. */
+static int send_due(session *s, lip_err *err)
+{
+    int rc = 0;
+    lip_result *res = &s->pend;
+    int n = res->count;
+    while (s->has_pend && s->pend_k < n && rc == 0) {
+        int k = s->pend_k;
+        if (s->paced && lip_time_ms() < slot_ms(s, s->index)) return 0;
+        s->pend_k++;
+        /* Waiting for a pipeline slot can make a frame late after all: drop it rather than
+         * send it more than max_lag after it was due. */
+        if (s->max_lag_ms >= 0 &&
+            lip_time_ms() - due_ms(s, s->pend_arr[k], s->utt_next, s->index) > s->max_lag_ms) {
+            if (s->late_at < 0) s->late_at = s->index;
+            s->late++;
+            s->index++;
+            s->av_pos++;
+            s->utt_next++;
+            continue;
+        }
+        Lipsync__V1__StageTimings t = LIPSYNC__V1__STAGE_TIMINGS__INIT;
+        t.queue_ms = (float)(s->pend_trun - s->pend_arr[k] + res->t.queue_ms);
+        t.audio_ms = (float)s->pend_audio[k];
+        t.model_ms = (float)(res->t.inference_ms / n);
+        t.composite_ms = (float)((res->t.composite_ms + res->t.prepare_ms) / n);
+        t.encode_ms = (float)(res->t.encode_ms / n);
+        Lipsync__V1__Frame f = LIPSYNC__V1__FRAME__INIT;
+        f.index = s->index;
+        f.pts_ms = (int64_t)(FRAME_MS * (double)s->index);
+        f.image.data = res->frames[k].data;
+        f.image.len = res->frames[k].len;
+        f.speech = 1;
+        f.avatar_frame = res->frames[k].avatar_frame;
+        f.width = res->width;
+        f.height = res->height;
+        f.timings = &t;
+        f.utterance = s->utt;
+        f.utterance_frame = (int32_t)s->utt_next;
+        f.audio_received_ms = s->utt_samples * 1000 / LIP_AUDIO_RATE;
+        t.total_ms = (float)(lip_time_ms() - s->pend_arr[k]);
+        Lipsync__V1__StreamResponse r = LIPSYNC__V1__STREAM_RESPONSE__INIT;
+        r.msg_case = LIPSYNC__V1__STREAM_RESPONSE__MSG_FRAME;
+        r.frame = &f;
+        rc = send_msg(s, &r, err);
+        s->index++;
+        s->av_pos++;
+        s->utt_next++;
+        atomic_fetch_add(&s->v->speech_frames, 1);
+    }
+    if (s->has_pend && s->pend_k >= n) {
+        lip_result_free(&s->pend);
+        s->has_pend = false;
+    }
+    if (!rc && s->late && !s->has_pend) {
+        rc = behind(s, s->late_at, s->late, "speech frames late after the model", err);
+        s->late = 0;
+        s->late_at = -1;
+    }
+    return rc;
+}
+
+/* Runs up to batch_max ready frames through the pipeline (when no computed batch is waiting)
+ * and sends the ones that are due. */
 static int run_speech(session *s, lip_err *err)
 {
+    if (s->has_pend) return send_due(s, err);
     pop_ready(s, s->last_arrival, 0);
     double now = lip_time_ms();
     int64_t dropped = 0, drop_at = s->index;
-    /* A frame's audio counts as arrived when it reached us, or when a real-time client would
-     * have sent it (utterance start + its position + look-ahead) if that is earlier: audio
-     * held up in transport buffers (the client sends in real time, we read late) is late too. */
+    /* Without idle frames the paced clock restarts with each utterance's first frame (a silent
+     * gap must not turn into a burst, nor make the first frames look late). */
+    if (!s->utt_started && s->ring_n > 0 && !s->idle && s->paced)
+        s->t0 = now - FRAME_MS * (double)s->index;
     /* The batch about to run takes about run_ms: frames that would be late by then are dropped
      * now, so an overloaded server spends no work on frames it would drop anyway. */
     while (s->ring_n > 0 && s->max_lag_ms >= 0 &&
-           now + s->run_ms - LIP_MIN(s->ring_t[s->ring_head],
-                                     s->utt_t0 + FRAME_MS * (double)s->utt_next + s->need_ms) >
+           now + s->run_ms - due_ms(s, s->ring_t[s->ring_head], s->utt_next, s->index) >
                s->max_lag_ms) {
         s->ring_head = (s->ring_head + 1) % RING_CAP;
         s->ring_n--;
-        if (!s->utt_started) s->utt_started = true;
+        s->utt_started = true;
         s->index++;
         s->av_pos++;
         s->utt_next++;
@@ -332,18 +417,13 @@ static int run_speech(session *s, lip_err *err)
     }
     int n = LIP_MIN(s->ring_n, s->batch_max);
     if (n == 0) return 0;
-    if (!s->utt_started) {
-        s->utt_started = true;
-        /* Without idle frames the clock restarts with each utterance's first frame. */
-        if (!s->idle && s->paced) s->t0 = now - FRAME_MS * (double)s->index;
-    }
-    double arrival[BATCH_UNPACED], audio_ms[BATCH_UNPACED];
+    s->utt_started = true;
     for (int k = 0; k < n; k++) {
         int at = (s->ring_head + k) % RING_CAP;
         memcpy(s->batch + (size_t)k * TENSOR, s->ring + (size_t)at * TENSOR,
                TENSOR * sizeof(float));
-        arrival[k] = s->ring_t[at];
-        audio_ms[k] = s->ring_audio[at];
+        s->pend_arr[k] = s->ring_t[at];
+        s->pend_audio[k] = s->ring_audio[at];
         s->ids[k] = lip_avatar_frame_index(s->a, s->av_pos + k, LIP_ORDER_PINGPONG);
     }
     s->ring_head = (s->ring_head + n) % RING_CAP;
@@ -357,62 +437,17 @@ static int run_speech(session *s, lip_err *err)
     rq.format = pipe_format(s->format);
     rq.quality = s->quality;
     rq.cancel = lip_rpc_call_cancel_flag(s->call);
-    lip_result res = {0};
-    double t_run = lip_time_ms();
-    int rc = lip_pipeline_run(s->sv->pipe, s->a, &rq, &res, err);
+    s->pend_trun = lip_time_ms();
+    int rc = lip_pipeline_run(s->sv->pipe, s->a, &rq, &s->pend, err);
     if (rc) {
-        lip_result_free(&res);
+        lip_result_free(&s->pend);
         return rc;
     }
-    svc_record(s->sv, s->id, res.t.inference_ms, n);
-    s->run_ms = 0.7 * s->run_ms + 0.3 * (lip_time_ms() - t_run);
-    int64_t late = 0, late_at = -1;
-    for (int k = 0; k < n && rc == 0; k++) {
-        /* Waiting for a pipeline slot can make a frame late after all: drop it rather than
-         * send it more than max_lag after its audio. */
-        if (s->max_lag_ms >= 0 &&
-            lip_time_ms() - LIP_MIN(arrival[k], s->utt_t0 + FRAME_MS * (double)s->utt_next +
-                                                    s->need_ms) > s->max_lag_ms) {
-            if (late_at < 0) late_at = s->index;
-            late++;
-            s->index++;
-            s->av_pos++;
-            s->utt_next++;
-            continue;
-        }
-        Lipsync__V1__StageTimings t = LIPSYNC__V1__STAGE_TIMINGS__INIT;
-        t.queue_ms = (float)(t_run - arrival[k] + res.t.queue_ms);
-        t.audio_ms = (float)audio_ms[k];
-        t.model_ms = (float)(res.t.inference_ms / n);
-        t.composite_ms = (float)((res.t.composite_ms + res.t.prepare_ms) / n);
-        t.encode_ms = (float)(res.t.encode_ms / n);
-        Lipsync__V1__Frame f = LIPSYNC__V1__FRAME__INIT;
-        f.index = s->index;
-        f.pts_ms = (int64_t)(FRAME_MS * (double)s->index);
-        f.image.data = res.frames[k].data;
-        f.image.len = res.frames[k].len;
-        f.speech = 1;
-        f.avatar_frame = res.frames[k].avatar_frame;
-        f.width = res.width;
-        f.height = res.height;
-        f.timings = &t;
-        f.utterance = s->utt;
-        f.utterance_frame = (int32_t)s->utt_next;
-        f.audio_received_ms = s->utt_samples * 1000 / LIP_AUDIO_RATE;
-        if (s->paced) wait_slot(s, s->index);
-        t.total_ms = (float)(lip_time_ms() - arrival[k]);
-        Lipsync__V1__StreamResponse r = LIPSYNC__V1__STREAM_RESPONSE__INIT;
-        r.msg_case = LIPSYNC__V1__STREAM_RESPONSE__MSG_FRAME;
-        r.frame = &f;
-        rc = send_msg(s, &r, err);
-        s->index++;
-        s->av_pos++;
-        s->utt_next++;
-        atomic_fetch_add(&s->v->speech_frames, 1);
-    }
-    lip_result_free(&res);
-    if (!rc && late) rc = behind(s, late_at, late, "speech frames late after the model", err);
-    return rc;
+    s->has_pend = true;
+    s->pend_k = 0;
+    svc_record(s->sv, s->id, s->pend.t.inference_ms, n);
+    s->run_ms = 0.7 * s->run_ms + 0.3 * (lip_time_ms() - s->pend_trun);
+    return send_due(s, err);
 }
 
 /* The encoded original frame af (cached per avatar and format; raw BGR is decoded each time). */
@@ -510,9 +545,12 @@ static int drain_utterance(session *s, lip_err *err)
 {
     while (s->utt_active) {
         pop_ready(s, s->last_arrival, 0);
-        if (s->ring_n == 0) return end_utterance(s, "", err);
+        if (s->ring_n == 0 && !s->has_pend) return end_utterance(s, "", err);
+        if (s->has_pend && s->paced) wait_slot(s, s->index);
         int rc = run_speech(s, err);
         if (rc) return rc;
+        if (lip_rpc_call_cancelled(s->call))
+            return lip_err_set(err, LIP_ECANCELLED, "stream cancelled by the client");
     }
     return 0;
 }
@@ -648,10 +686,17 @@ static int session_loop(session *s, lip_err *err)
         if (lip_rpc_call_cancelled(s->call))
             return lip_err_set(err, LIP_ECANCELLED, "stream cancelled by the client");
         bool idle_ok = s->idle && !(s->utt_active && s->utt_started);
-        bool can_read = !s->eof && s->ring_n <= RING_CAP - RING_SLACK;
+        /* Messages are read even while frames wait (an interrupt must not queue behind them);
+         * ready tensors beyond the ring stay in the audio stream (2 KiB of features each), and
+         * reading stops only when the client is 30 s of audio ahead. */
+        int64_t ahead = s->utt_active ? s->utt_samples / 640 - s->utt_next : 0;
+        bool can_read = !s->eof && ahead < MAX_AHEAD_FRAMES;
         if (can_read) {
             double timeout = 1000;
-            if (s->ring_n > 0 || (s->utt_active && s->utt_finishing)) timeout = 0;
+            if (s->has_pend && s->paced)
+                timeout = LIP_MAX(0.0, slot_ms(s, s->index) - lip_time_ms());
+            else if (s->ring_n > 0 || s->has_pend || (s->utt_active && s->utt_finishing))
+                timeout = 0;
             else if (idle_ok) timeout = LIP_MAX(0.0, slot_ms(s, s->index) - lip_time_ms());
             lip_rpc_buf m = {0};
             double at = 0;
@@ -673,9 +718,11 @@ static int session_loop(session *s, lip_err *err)
             }
         }
         if (s->utt_active) pop_ready(s, s->last_arrival, 0);
-        if (s->ring_n > 0) {
+        if (s->has_pend || s->ring_n > 0) {
             int rc = run_speech(s, err);
             if (rc) return rc;
+            /* Not reading (half-closed or far ahead): sleep until the next frame is due. */
+            if (s->has_pend && s->paced && !can_read) wait_slot(s, s->index);
             continue;
         }
         if (s->utt_active && s->utt_finishing) {
@@ -711,6 +758,7 @@ static int h_stream(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len
     }
     const Lipsync__V1__StreamOpen *o = q->open;
     session s = {0};
+    s.late_at = -1;
     s.v = v;
     s.sv = v->sv;
     s.call = call;

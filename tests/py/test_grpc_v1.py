@@ -358,6 +358,40 @@ def idle_and_join():
 
 
 @run
+def paced_never_early():
+    x = speech(2.0, seed=12)
+
+    def gen():
+        yield pb.StreamRequest(open=pb.StreamOpen(avatar_id="d1", paced=True))
+        # All the audio at once: an unpaced stream would send the speech frames far ahead of
+        # their time; a paced one holds each frame until its slot on the 25 fps clock.
+        for i in range(0, len(x), 16000):
+            yield pb.StreamRequest(audio=x[i:i + 16000].tobytes())
+        yield pb.StreamRequest(end=pb.EndOfUtterance())
+        time.sleep(0.3)
+    seen = []
+    t_open = None
+    for r in api.Stream(gen(), timeout=60):
+        now = time.time()
+        if r.WhichOneof("msg") == "event" and r.event.kind == pb.StreamEvent.KIND_OPENED:
+            t_open = now
+        elif r.WhichOneof("msg") == "frame":
+            seen.append((r.frame.pts_ms, (now - t_open) * 1000.0, r.frame.speech))
+    # The server's clock starts before the client sees KIND_OPENED, so a frame may appear up to
+    # that delivery delay early on the client's clock: 30 ms of slack. Load only makes frames
+    # later, never earlier.
+    early = [(p, round(t)) for p, t, _ in seen if t < p - 30]
+    tap(any(sp for _, _, sp in seen) and not early,
+        "paced: no frame (idle or speech) leaves before its slot on the 25 fps clock",
+        "early: %s" % early[:5])
+    # Audio faster than real time (as TTS produces it) is held and played out, not dropped:
+    # every speech frame of the 2 s utterance arrives (50 +- 2, as for Render).
+    n_sp = sum(1 for _, _, sp in seen if sp)
+    tap(abs(n_sp - 50) <= 2, "paced: audio sent faster than real time is played out in full",
+        "%d speech frames" % n_sp)
+
+
+@run
 def interrupt():
     x = speech(6.0, seed=6)
     y = speech(1.0, seed=8)
