@@ -11,8 +11,8 @@ if command -v espeak-ng >/dev/null; then
 fi
 if "$BIN" serve --help >/dev/null 2>&1; then
     echo "make run: starting the monolithic server on port $PORT with the demo avatar (Ctrl-C stops it)"
-    echo "          try: $BIN client health --addr 127.0.0.1:$PORT"
-    echo "               $BIN client infer --addr 127.0.0.1:$PORT --model demo --audio out/hello.wav --out out/frames/"
+    echo "          try: $BIN client health --port $PORT"
+    echo "               $BIN client infer --port $PORT --model demo --audio out/hello.wav --out out/frames/"
     exec "$BIN" serve --role monolithic --models-root "$AVATARS" --default-model demo --port "$PORT" \
         --audio.encoder_path "$MODELS/audio_encoder.onnx"
 fi
