@@ -31,6 +31,28 @@ static void usage(FILE *f)
     lip_config_help(f);
 }
 
+/* The first line of a key file (an API key; never taken from a flag, which other users could
+ * read in the process list). */
+static int read_key_line(const char *path, char *buf, size_t n, lip_err *err)
+{
+    uint8_t *d = NULL;
+    size_t len = 0;
+    lip_err fe = {0};
+    if (lip_file_read(path, 4096, &d, &len, &fe)) return lip_err_set(err, fe.code, "%s", fe.msg);
+    size_t k = strcspn((const char *)d, "\r\n");
+    int rc = 0;
+    if (k == 0 || k >= n)
+        rc = lip_err_set(err, LIP_EINVAL, "'%s': the first line must hold the key (1-%zu "
+                         "characters), got %zu", path, n - 1, k);
+    else {
+        memcpy(buf, d, k);
+        buf[k] = 0;
+    }
+    memset(d, 0, len);
+    lip_free(d);
+    return rc;
+}
+
 /* The requested services: with a role, the list of server.services; the ones this build does
  * not serve are reported and skipped (their paths answer UNIMPLEMENTED). */
 static int attach_services(const lip_config *cfg, lip_service *sv, lip_rpc_server *srv,
@@ -191,6 +213,19 @@ int lip_cli_serve(int argc, char **argv)
     so.inference_max_msg_bytes =
         (int)LIP_MIN((long)cfg->server.max_message_size_mb << 20, 0x7fffffffL);
     so.background_cache_frames = cfg->capacity.background_cache_frames;
+    /* TLS and the API key for the calls to the inference servers (compositing role). */
+    so.inference_tls_ca = cfg->inference_server.tls_ca;
+    so.inference_tls_cert = cfg->inference_server.tls_cert;
+    so.inference_tls_key = cfg->inference_server.tls_key;
+    char inf_key[LIP_AUTH_KEY_MAX + 1] = "";
+    if (cfg->inference_server.api_key_file[0]) {
+        if (read_key_line(cfg->inference_server.api_key_file, inf_key, sizeof inf_key, &err)) {
+            lip_cli_fail("serve", "inference_server.api_key_file: %s", err.msg);
+            lip_config_free(cfg);
+            return 2;
+        }
+        so.inference_api_key = inf_key;
+    }
     int nm = lip_config_model_count(cfg);
     lip_service_model *models = lip_calloc((size_t)nm + 1, sizeof *models);
     for (int i = 0; models && i < nm; i++) {
@@ -233,6 +268,7 @@ int lip_cli_serve(int argc, char **argv)
     int status = 1;
     double t0 = lip_time_ms();
     sv = lip_service_new(&so, &err);
+    memset(inf_key, 0, sizeof inf_key); /* the client keeps its own copy */
     if (!sv) {
         lip_cli_fail("serve", "%s", err.msg);
         goto out;

@@ -154,6 +154,15 @@ static const lip_config_key keys[] = {
           false, 0, "deadline of one call to the inference server, s"),
     K_INT("inference_server.max_retries", inference_server.max_retries, 0, 100, "3", false, 0,
           "retries of a failed call to the inference server (UNAVAILABLE only)"),
+    K_STR("inference_server.tls_ca", inference_server.tls_ca, "", false, 0,
+          "PEM CA file: call the inference servers over TLS, trusting these CAs; \"\" = "
+          "plaintext"),
+    K_STR("inference_server.tls_cert", inference_server.tls_cert, "", false, 0,
+          "PEM client certificate presented to the inference servers (mTLS); \"\" = none"),
+    K_STR("inference_server.tls_key", inference_server.tls_key, "", false, 0,
+          "PEM key of inference_server.tls_cert"),
+    K_STR("inference_server.api_key_file", inference_server.api_key_file, "", false, 0,
+          "file whose first line is the API key sent to the inference servers; \"\" = none"),
 
     K_ENUM("log.level", log.level, levels, "info", true, "least severe level that is logged"),
     K_BOOL("log.json", log.json, "false", true, "log JSON lines instead of text"),

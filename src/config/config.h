@@ -130,6 +130,10 @@ typedef struct lip_config {
         char *url;                /* "" = inference runs in-process */
         int timeout_seconds;
         int max_retries;
+        char *tls_ca;             /* "" = plaintext to the inference servers */
+        char *tls_cert;           /* client certificate for mTLS; "" = none */
+        char *tls_key;
+        char *api_key_file;       /* first line = the API key sent to them; "" = none */
     } inference_server;
     struct {
         int level;                /* enum lip_log_level */

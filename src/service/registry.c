@@ -145,6 +145,10 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
                                .timeout_ms = sv->o.inference_timeout_ms,
                                .max_retries = sv->o.inference_max_retries,
                                .max_msg_bytes = sv->o.inference_max_msg_bytes,
+                               .tls_ca = sv->o.inference_tls_ca,
+                               .tls_cert = sv->o.inference_tls_cert,
+                               .tls_key = sv->o.inference_tls_key,
+                               .api_key = sv->o.inference_api_key,
                                .on_health_change = remote_health_changed,
                                .ud = sv};
         if (!(sv->remote = svc_remote_new(&rmo, err))) goto fail;

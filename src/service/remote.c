@@ -178,6 +178,10 @@ svc_remote *svc_remote_new(const svc_remote_opts *o, lip_err *err)
     co.max_attempts = LIP_MIN(r->o.max_retries + 1, GRPC_MAX_ATTEMPTS);
     /* A restarted inference server takes load again within ~2 s. */
     co.reconnect_max_backoff_ms = 2000;
+    co.tls_ca = o->tls_ca;
+    co.tls_cert = o->tls_cert;
+    co.tls_key = o->tls_key;
+    co.api_key = o->api_key;
     r->cl = lip_rpc_client_new_opts(r->url, &co, err);
     if (!r->cl) {
         lip_err_prefix(err, "inference_server.url '%s'", r->url);

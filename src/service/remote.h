@@ -28,6 +28,9 @@ typedef struct svc_remote_opts {
                                 done as further rounds of calls here); default 3 */
     int max_msg_bytes;       /* both directions; 0 = 100 MiB */
     int probe_interval_ms;   /* health probe period; 0 = 1000 */
+    /* TLS to the inference servers and the API key sent with every call (lip_rpc_client_opts;
+     * NULL or "" = plaintext / none). */
+    const char *tls_ca, *tls_cert, *tls_key, *api_key;
     /* Called from the probe thread when the backends' health changes (may be NULL). */
     void (*on_health_change)(void *ud, bool healthy);
     void *ud;

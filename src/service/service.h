@@ -57,6 +57,10 @@ typedef struct lip_service_opts {
     int inference_timeout_ms;    /* per call, retries included; 0 = 10 s */
     int inference_max_retries;   /* on UNAVAILABLE; default 3 */
     int inference_max_msg_bytes; /* 0 = 100 MiB */
+    /* TLS to the inference servers (PEM paths; tls_ca turns TLS on, cert+key = mTLS) and the
+     * API key sent as `authorization: Bearer` (the secret itself). NULL or "" = none. Only
+     * read while lip_service_new runs. */
+    const char *inference_tls_ca, *inference_tls_cert, *inference_tls_key, *inference_api_key;
     int background_cache_frames; /* decoded frames kept per avatar with remote inference */
 } lip_service_opts;
 

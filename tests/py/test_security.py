@@ -565,4 +565,47 @@ def auth_bad_keys_file():
           "rc %d %s" % (r.returncode, r.stderr[-500:]))
 
 
+@test
+def compositing_to_inference_tls():
+    """The compositing role calls an inference server over TLS with its own API key."""
+    kp = os.path.join(tmp, "inf_keys.json")
+    with open(kp, "w") as f:
+        f.write(json.dumps({"keys": [{"id": "compositor", "sha256": sha("comp-secret-1"),
+                                      "avatars": ["t1"]}]}))
+    kf = os.path.join(tmp, "comp.key")
+    with open(kf, "w") as f:
+        f.write("comp-secret-1\n")
+    inf_audit = os.path.join(tmp, "inf_audit.log")
+    pi, porti, _, ok = start_server(
+        "inf_tls", ["--role", "inference", "--server.tls_cert", P("server.pem"),
+                    "--server.tls_key", P("server.key"), "--auth.keys_file", kp,
+                    "--audit.enabled", "true", "--audit.file", inf_audit],
+        lambda port: secure_channel(port, "ca.pem"))
+    check("inference role with TLS and keys starts", ok)
+    if not ok:
+        return
+    pc, portc, _, ok = start_server(
+        "comp_tls", ["--role", "compositing", "--inference_server.url",
+                     "127.0.0.1:%d" % porti, "--inference_server.tls_ca", P("ca.pem"),
+                     "--inference_server.api_key_file", kf],
+        lambda port: grpc.insecure_channel("127.0.0.1:%d" % port))
+    check("compositing role reaches the TLS inference server with its key (SERVING)", ok)
+    if ok:
+        ch = grpc.insecure_channel("127.0.0.1:%d" % portc, options=OPTS)
+        comp = cgrpc.CompositingServiceStub(ch)
+        B = 2
+        r = comp.InferBatchComposite(cpb.CompositeBatchRequest(
+            model_id="t1", raw_audio=pcm_for(B, 0).tobytes(), batch_size=B, start_frame_idx=0,
+            sample_rate=16000), timeout=60)
+        check("compositing -> inference over TLS: 2 frames", len(r.composited_frames) == B,
+              str(r)[:200])
+        ch.close()
+        stop(pc)
+    stop(pi)
+    lines = [json.loads(l) for l in open(inf_audit) if l.strip()]
+    check("inference audit: InferBatch by key compositor on t1 with 2 frames",
+          any(l["key_id"] == "compositor" and l["rpc"].endswith("/InferBatch") and
+              l["avatar"] == "t1" and l["frames"] == 2 for l in lines), str(lines)[:600])
+
+
 finish()
