@@ -38,7 +38,12 @@ static void usage(FILE *f)
             "                       (default: server's 25; -1 never)\n"
             "  --start N            avatar frame shown first\n"
             "  --quality N          JPEG quality 1-100\n"
-            "  --timeout MS         deadline of the whole stream (default none)\n");
+            "  --timeout MS         deadline of the whole stream (default none)\n"
+            "  --tls-ca FILE        use TLS, trusting the CAs in this PEM file\n"
+            "  --tls-cert FILE --tls-key FILE   client certificate (mTLS)\n"
+            "  --tls-name NAME      name expected in the server certificate\n"
+            "  --api-key-file FILE  API key (first line) sent as 'authorization: Bearer';\n"
+            "                       or set LIPSYNC_API_KEY\n");
 }
 
 typedef struct out_ctx {
@@ -131,6 +136,38 @@ static int on_frame(void *ud, int64_t index, bool speech, const uint8_t *data, s
     return rc ? rc : keep_last(o, data, len, err);
 }
 
+/* The API key: first line of file, else $LIPSYNC_API_KEY (never a flag value, which other
+ * users could read in the process list). 0 with buf "" when there is none; 2 on a bad file. */
+static int api_key(const char *file, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (!file) {
+        const char *e = getenv("LIPSYNC_API_KEY");
+        if (e && *e) lip_strlcpy(buf, e, n);
+        return 0;
+    }
+    uint8_t *d = NULL;
+    size_t len = 0;
+    lip_err err = {0};
+    if (lip_file_read(file, 4096, &d, &len, &err)) {
+        lip_cli_fail("client stream", "API key: %s", err.msg);
+        return 2;
+    }
+    size_t k = strcspn((const char *)d, "\r\n");
+    int rc = 0;
+    if (k == 0 || k >= n) {
+        lip_cli_fail("client stream", "API key file '%s': first line must hold 1-%zu characters",
+                     file, n - 1);
+        rc = 2;
+    } else {
+        memcpy(buf, d, k);
+        buf[k] = 0;
+    }
+    memset(d, 0, len);
+    lip_free(d);
+    return rc;
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -146,7 +183,8 @@ int lip_cli_client_stream(int argc, char **argv)
     lip_stream_job j = lip_stream_job_default();
     char target[256];
     lip_strlcpy(target, "127.0.0.1:50053", sizeof target);
-    const char *audio = NULL, *out = NULL;
+    const char *audio = NULL, *out = NULL, *key_file = NULL;
+    lip_rpc_client_opts co = lip_rpc_client_opts_default();
     static const struct option lo[] = {
         {"target", required_argument, 0, 'T'},  {"port", required_argument, 0, 'P'},
         {"avatar", required_argument, 0, 'a'},  {"audio", required_argument, 0, 'w'},
@@ -155,7 +193,10 @@ int lip_cli_client_stream(int argc, char **argv)
         {"lookahead", required_argument, 0, 'k'}, {"paced", no_argument, 0, 'p'},
         {"idle", no_argument, 0, 'i'},          {"max-lag", required_argument, 0, 'm'},
         {"start", required_argument, 0, 's'},   {"quality", required_argument, 0, 'q'},
-        {"timeout", required_argument, 0, 't'}, {0, 0, 0, 0}};
+        {"timeout", required_argument, 0, 't'}, {"tls-ca", required_argument, 0, 'C'},
+        {"tls-cert", required_argument, 0, 'E'}, {"tls-key", required_argument, 0, 'K'},
+        {"tls-name", required_argument, 0, 'N'}, {"api-key-file", required_argument, 0, 'A'},
+        {0, 0, 0, 0}};
     optind = 1;
     int c;
     long v;
@@ -170,6 +211,11 @@ int lip_cli_client_stream(int argc, char **argv)
         case 'l': j.low_latency = true; continue;
         case 'p': j.paced = true; continue;
         case 'i': j.idle = true; continue;
+        case 'C': co.tls_ca = optarg; continue;
+        case 'E': co.tls_cert = optarg; continue;
+        case 'K': co.tls_key = optarg; continue;
+        case 'N': co.tls_target_name = optarg; continue;
+        case 'A': key_file = optarg; continue;
         case 'P': lo_ = 1, hi = 65535; break;
         case 'c': lo_ = 1, hi = 2000; break;
         case 'k': lo_ = 1, hi = 6; break;
@@ -206,7 +252,14 @@ int lip_cli_client_stream(int argc, char **argv)
         lip_cli_fail("client stream", "%s", err.msg);
         return 1;
     }
-    lip_rpc_client *cl = lip_rpc_client_new(target, 0, &err);
+    char key[1024];
+    if (api_key(key_file, key, sizeof key)) {
+        lip_free(pcm);
+        return 2;
+    }
+    co.api_key = key[0] ? key : NULL;
+    lip_rpc_client *cl = lip_rpc_client_new_opts(target, &co, &err);
+    memset(key, 0, sizeof key);
     if (!cl) {
         lip_free(pcm);
         lip_cli_fail("client stream", "%s", err.msg);
