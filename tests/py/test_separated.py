@@ -11,7 +11,7 @@
 #      restarted after 120: every batch succeeds (retried on the other backend), and after the
 #      restart both backends serve the remaining calls.
 #   4. both inference servers killed: UNAVAILABLE; one restarted: success again.
-#   5. raw_audio forwarded when the compositing server has no audio encoder.
+#   5. raw_audio forwarded when the compositing server has no audio encoder (dns:/// target).
 #   6. lipsync.LipSyncComposite on top of remote inference; GetModelStats background cache
 #      hits/misses.
 # Prints TAP lines and "N passed, N failed". Env: LIPSYNC_BIN, MODELS, AVATARS as in
@@ -384,10 +384,12 @@ def no_backend_left():
 
 @run
 def raw_audio_forwarded():
-    # A compositing server without an audio encoder forwards the PCM (API.md §6 alignment).
+    # A compositing server without an audio encoder forwards the PCM (API.md §6 alignment). Its
+    # target is a DNS name: localhost may resolve to ::1 too, where nothing listens, and
+    # round_robin must use only the address that answers.
     p = start("comp_noenc", ["--role", "compositing", "--port", str(PR), "--default-model", "t1",
                              "--audio.encoder_path", os.path.join(tmp, "missing.onnx"),
-                             "--inference_server.url", "127.0.0.1:%d" % P2])
+                             "--inference_server.url", "dns:///localhost:%d" % P2])
     try:
         if not wait_serving(PR, "compositing.CompositingService", 30):
             tap(False, "compositing without encoder starts SERVING")
@@ -397,7 +399,8 @@ def raw_audio_forwarded():
         for s in (0, 12):
             r = st.InferBatchComposite(req(s, 9), timeout=60)
             tap(r.success and len(r.composited_frames) == 9,
-                "no local encoder: raw_audio forwarded (s=%d, B=9: two chunks)" % s)
+                "no local encoder, dns:/// target: raw_audio forwarded (s=%d, B=9: two chunks)"
+                % s)
         ch.close()
     finally:
         kill(p)
