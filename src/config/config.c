@@ -149,7 +149,9 @@ static const lip_config_key keys[] = {
           "largest batch of the optimized service (API.md 1.7)"),
 
     K_STR("inference_server.url", inference_server.url, "", false, LIP_CFG_F_ROLE,
-          "host:port of the inference server the compositing role calls; \"\" = in-process"),
+          "inference servers the compositing role calls, as a gRPC target: host:port, "
+          "ipv4:a:p,b:p (round robin over the list) or dns:///name:port (every address of the "
+          "name); \"\" = in-process"),
     K_INT("inference_server.timeout_seconds", inference_server.timeout_seconds, 1, 3600, "10",
           false, 0, "deadline of one call to the inference server, s"),
     K_INT("inference_server.max_retries", inference_server.max_retries, 0, 100, "3", false, 0,
