@@ -40,7 +40,7 @@ typedef struct key_ent {
     unsigned char hash[32];
     int role;
     bool all;
-    char **avatars; /* sorted? no: few per key; linear search */
+    char **avatars; /* a handful per key: searched linearly */
     int navatars;
     double fps, burst; /* fps 0 = unlimited */
     int max_conc;      /* 0 = unlimited */
@@ -293,6 +293,15 @@ out:
     return ks;
 }
 
+/* The SHA-256 of a presented key, as bytes. */
+static void hash_key(const char *key, unsigned char h[32])
+{
+    char hex[65];
+    lip_auth_hash_hex(key, strlen(key), hex);
+    for (int i = 0; i < 32; i++)
+        h[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+}
+
 /* The key whose hash is h; every stored hash is compared (constant time per hash, and no early
  * exit) so timing does not tell how close a guess was. */
 static const key_ent *find_key(const keyset *ks, const unsigned char h[32])
@@ -410,10 +419,8 @@ int lip_auth_key_count(lip_auth *a)
 
 int lip_auth_lookup(lip_auth *a, const char *key, lip_auth_principal *p)
 {
-    char hex[65];
-    lip_auth_hash_hex(key, strlen(key), hex);
     unsigned char h[32];
-    for (int i = 0; i < 32; i++) h[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    hash_key(key, h);
     keyset *ks = keyset_get(a);
     const key_ent *k = find_key(ks, h);
     if (k) {
@@ -621,12 +628,9 @@ static grpc_status_code g_begin(void *ud, lip_rpc_call *c, void **state, lip_err
         refused(a, c, NULL, GRPC_STATUS_UNAUTHENTICATED, err->msg);
         return GRPC_STATUS_UNAUTHENTICATED;
     }
-    char hex[65];
-    lip_auth_hash_hex(key, strlen(key), hex);
-    memset(hdr, 0, sizeof hdr);
     unsigned char h[32];
-    for (int i = 0; i < 32; i++)
-        h[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    hash_key(key, h);
+    memset(hdr, 0, sizeof hdr);
     keyset *ks = keyset_get(a);
     const key_ent *k = find_key(ks, h);
     grpc_status_code st = GRPC_STATUS_OK;
@@ -685,7 +689,8 @@ static grpc_status_code g_begin(void *ud, lip_rpc_call *c, void **state, lip_err
     cs->pol = pol;
     pthread_mutex_init(&cs->mu, NULL);
     atomic_init(&cs->frames, 0);
-    if (pol && (pol->flags & P_DEFAULT)) lip_strlcpy(cs->avatar, a->default_avatar, sizeof cs->avatar);
+    if (pol && (pol->flags & P_DEFAULT))
+        lip_strlcpy(cs->avatar, a->default_avatar, sizeof cs->avatar);
     lip_rpc_call_peer(c, cs->peer, sizeof cs->peer);
     *state = cs;
     return GRPC_STATUS_OK;

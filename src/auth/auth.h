@@ -63,7 +63,7 @@ int lip_auth_attach(lip_auth *a, lip_rpc_server *srv, lip_err *err);
 /* Keys loaded now. Thread-safe. */
 int lip_auth_key_count(lip_auth *a);
 
-/* ---- pieces, exposed for tests and tools ------------------------------------------------------ */
+/* ---- pieces, exposed for tests and tools ---------------------------------------------------- */
 /* SHA-256 of key as 64 lower-case hex digits + NUL in out. Thread-safe. */
 void lip_auth_hash_hex(const char *key, size_t len, char out[65]);
 
