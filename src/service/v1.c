@@ -399,10 +399,17 @@ static int run_speech(session *s, lip_err *err)
     if (!s->utt_started && s->ring_n > 0 && !s->idle && s->paced)
         s->t0 = now - FRAME_MS * (double)s->index;
     /* The batch about to run takes about run_ms: frames that would be late by then are dropped
-     * now, so an overloaded server spends no work on frames it would drop anyway. */
+     * now, so an overloaded server spends no work on frames it would drop anyway. Once behind,
+     * it catches up to half the allowed lag (with twice the batch time as margin), so that the
+     * frames it does compute are not late again by the time they are done. */
+    double limit = s->max_lag_ms, margin = s->run_ms;
+    if (s->ring_n > 0 && s->max_lag_ms >= 0 &&
+        now + margin - due_ms(s, s->ring_t[s->ring_head], s->utt_next, s->index) > limit) {
+        limit = s->max_lag_ms / 2;
+        margin = 2 * s->run_ms;
+    }
     while (s->ring_n > 0 && s->max_lag_ms >= 0 &&
-           now + s->run_ms - due_ms(s, s->ring_t[s->ring_head], s->utt_next, s->index) >
-               s->max_lag_ms) {
+           now + margin - due_ms(s, s->ring_t[s->ring_head], s->utt_next, s->index) > limit) {
         s->ring_head = (s->ring_head + 1) % RING_CAP;
         s->ring_n--;
         s->utt_started = true;
