@@ -7,6 +7,7 @@
 #include "auth/auth.h"
 #include "test.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -208,6 +209,96 @@ static void t_bad_files(void)
     CHECK(lip_auth_new(&o, &err) == NULL && strstr(err.msg, "/nonexistent/keys.json"));
 }
 
+/* ---- the guard on a real rpc server ------------------------------------------------------- */
+
+static atomic_int handler_calls;
+
+static int h_echo(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip_rpc_buf *resp,
+                  lip_err *err)
+{
+    (void)ud;
+    (void)call;
+    (void)err;
+    atomic_fetch_add(&handler_calls, 1);
+    resp->data = lip_malloc(len ? len : 1);
+    if (!resp->data) return LIP_ENOMEM;
+    if (len) memcpy(resp->data, req, len);
+    resp->len = len;
+    return 0;
+}
+
+/* One unary call with key (NULL = none); returns the status code. */
+static int call_with(const char *target, const char *key, const char *path, const char *avatar,
+                     char *details, size_t n)
+{
+    lip_rpc_client_opts o = lip_rpc_client_opts_default();
+    o.api_key = key;
+    lip_err err = {0};
+    lip_rpc_client *c = lip_rpc_client_new_opts(target, &o, &err);
+    if (!c) return -1;
+    uint8_t req[80] = {0x0a, (uint8_t)strlen(avatar)};
+    memcpy(req + 2, avatar, strlen(avatar));
+    lip_rpc_buf resp = {0};
+    lip_rpc_status st = {0};
+    int rc = lip_rpc_client_unary(c, path, req, 2 + strlen(avatar), 10000, &resp, &st, &err);
+    lip_free(resp.data);
+    lip_rpc_client_free(c);
+    if (details) lip_strlcpy(details, st.details, n);
+    return rc ? -1 : (int)st.code;
+}
+
+/* The guard refuses before any handler runs: no key, unknown key, other tenant's avatar, an
+ * RPC missing from the policy table for a client key; and lets the right calls through. */
+static void t_guard(void)
+{
+    char hex[65], hex2[65], doc[1024];
+    lip_auth_hash_hex("ops-secret", 10, hex);
+    lip_auth_hash_hex("acme-secret", 11, hex2);
+    snprintf(doc, sizeof doc, "{\"keys\": [{\"id\": \"ops\", \"sha256\": \"%s\", \"role\": "
+             "\"admin\", \"avatars\": \"*\"}, {\"id\": \"acme\", \"sha256\": \"%s\", "
+             "\"avatars\": [\"t1\"]}]}", hex, hex2);
+    lip_err err = {0};
+    lip_auth *a = new_auth(doc, &err);
+    CHECK_MSG(a != NULL, "%s", err.msg);
+    lip_rpc_opts o = lip_rpc_opts_default();
+    o.host = "127.0.0.1";
+    lip_rpc_server *srv = a ? lip_rpc_server_new(&o, &err) : NULL;
+    if (!srv) {
+        lip_auth_free(a);
+        return;
+    }
+    static const lip_rpc_method scoped[] = {{"GetModelStats", LIP_RPC_UNARY, false, h_echo}};
+    static const lip_rpc_method other[] = {{"Echo", LIP_RPC_UNARY, false, h_echo}};
+    CHECK_RC(lip_rpc_server_add_service(srv, "compositing.CompositingService", scoped, 1, NULL,
+                                        &err));
+    CHECK_RC(lip_rpc_server_add_service(srv, "test.T", other, 1, NULL, &err));
+    CHECK_RC(lip_auth_attach(a, srv, &err));
+    CHECK_RC(lip_rpc_server_start(srv, &err));
+    CHECK(lip_auth_attach(a, srv, &err) == LIP_EINVAL); /* not after start */
+    char target[64], d[LIP_ERRMSG_MAX];
+    snprintf(target, sizeof target, "127.0.0.1:%d", lip_rpc_server_port(srv));
+    const char *stats = "/compositing.CompositingService/GetModelStats";
+    atomic_store(&handler_calls, 0);
+    CHECK(call_with(target, NULL, stats, "t1", d, sizeof d) == GRPC_STATUS_UNAUTHENTICATED);
+    CHECK(call_with(target, "nope", stats, "t1", d, sizeof d) == GRPC_STATUS_UNAUTHENTICATED);
+    CHECK(call_with(target, "acme-secret", stats, "t2", d, sizeof d) ==
+          GRPC_STATUS_PERMISSION_DENIED);
+    CHECK_MSG(strstr(d, "'acme'") && strstr(d, "'t2'") && !strstr(d, "acme-secret"), "%s", d);
+    CHECK(call_with(target, "acme-secret", "/test.T/Echo", "t1", d, sizeof d) ==
+          GRPC_STATUS_PERMISSION_DENIED);
+    CHECK(atomic_load(&handler_calls) == 0); /* no refused call reached the handler */
+    CHECK(call_with(target, "acme-secret", stats, "t1", d, sizeof d) == GRPC_STATUS_OK);
+    CHECK(call_with(target, "ops-secret", "/test.T/Echo", "x", d, sizeof d) == GRPC_STATUS_OK);
+    CHECK(call_with(target, "ops-secret", stats, "t2", d, sizeof d) == GRPC_STATUS_OK);
+    CHECK(atomic_load(&handler_calls) == 3);
+    /* grpc.health.v1 stays open. */
+    lip_rpc_server_set_health(srv, "", LIP_HEALTH_SERVING);
+    CHECK(call_with(target, NULL, "/grpc.health.v1.Health/Check", "", d, sizeof d) ==
+          GRPC_STATUS_OK);
+    lip_rpc_server_free(srv);
+    lip_auth_free(a);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -220,6 +311,7 @@ int main(void)
     RUN(t_bucket);
     RUN(t_store);
     RUN(t_bad_files);
+    RUN(t_guard);
     char audit[160];
     snprintf(audit, sizeof audit, "%s/audit.log", dir);
     unlink(audit);
