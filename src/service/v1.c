@@ -19,6 +19,7 @@
 #include "audio/audio.h"
 #include "image/image.h"
 #include "lipsync_v1.pb-c.h"
+#include "metrics/metrics.h"
 #include "service/svc_int.h"
 
 #include <pthread.h>
@@ -49,6 +50,36 @@ typedef struct v1_ctx {
 
 static v1_ctx ctxs[MAX_ATTACH];
 static int nctx;
+
+/* Prometheus series (metrics/), looked up once; updating them never locks or allocates. */
+static struct {
+    pthread_once_t once;
+    lip_gauge *active;
+    lip_counter *speech, *idle, *dropped;
+    lip_histogram *latency;
+} obs = {.once = PTHREAD_ONCE_INIT};
+
+static void obs_init(void)
+{
+    lip_metrics *m = lip_metrics_global();
+    if (!m) return;
+    if (lip_metrics_register(m, "lipsync_v1_streams_active", LIP_METRIC_GAUGE,
+                             "lipsync.v1 Stream sessions open now", NULL, NULL) ||
+        lip_metrics_register(m, "lipsync_v1_frames_total", LIP_METRIC_COUNTER,
+                             "lipsync.v1 Stream frames by kind (speech, idle, dropped as late)",
+                             "kind", NULL) ||
+        lip_metrics_register_histogram(m, "lipsync_v1_frame_latency_seconds",
+                                       "lipsync.v1 speech frame latency: arrival of the audio "
+                                       "chunk that completed it to its departure", NULL, 0, 0,
+                                       NULL))
+        return;
+    obs.active = lip_metrics_gauge(m, "lipsync_v1_streams_active", NULL, NULL);
+    const char *k[3][1] = {{"speech"}, {"idle"}, {"dropped"}};
+    obs.speech = lip_metrics_counter(m, "lipsync_v1_frames_total", k[0], NULL);
+    obs.idle = lip_metrics_counter(m, "lipsync_v1_frames_total", k[1], NULL);
+    obs.dropped = lip_metrics_counter(m, "lipsync_v1_frames_total", k[2], NULL);
+    obs.latency = lip_metrics_histogram(m, "lipsync_v1_frame_latency_seconds", NULL, NULL);
+}
 
 /* ---- idle frame cache ---------------------------------------------------------------------- */
 /* Encoded original frames shared by every session on one (avatar, format, quality): an idle
@@ -297,6 +328,7 @@ static int behind(session *s, int64_t frame, int64_t dropped, const char *what, 
 {
     atomic_fetch_add(&s->v->behind, 1);
     atomic_fetch_add(&s->v->dropped, dropped);
+    lip_counter_add(obs.dropped, (uint64_t)dropped);
     char m[160];
     snprintf(m, sizeof m, "%s: %lld frames dropped to keep real time (max lag %.0f ms)", what,
              (long long)dropped, s->max_lag_ms);
@@ -365,6 +397,8 @@ static int send_due(session *s, lip_err *err)
         f.utterance_frame = (int32_t)s->utt_next;
         f.audio_received_ms = s->utt_samples * 1000 / LIP_AUDIO_RATE;
         t.total_ms = (float)(lip_time_ms() - s->pend_arr[k]);
+        lip_histogram_observe(obs.latency, t.total_ms / 1000.0);
+        lip_counter_inc(obs.speech);
         Lipsync__V1__StreamResponse r = LIPSYNC__V1__STREAM_RESPONSE__INIT;
         r.msg_case = LIPSYNC__V1__STREAM_RESPONSE__MSG_FRAME;
         r.frame = &f;
@@ -544,6 +578,7 @@ static int send_idle(session *s, lip_err *err)
     s->index++;
     s->av_pos++;
     atomic_fetch_add(&s->v->idle_frames, 1);
+    lip_counter_inc(obs.idle);
     return rc;
 }
 
@@ -809,10 +844,12 @@ static int h_stream(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len
     if (!rc) {
         atomic_fetch_add(&v->active, 1);
         atomic_fetch_add(&v->streams_total, 1);
+        lip_gauge_add(obs.active, 1);
         s.t0 = lip_time_ms();
         rc = send_event(&s, LIPSYNC__V1__STREAM_EVENT__KIND__KIND_OPENED, "", 0, 0, 0, err);
         if (!rc) rc = session_loop(&s, err);
         atomic_fetch_sub(&v->active, 1);
+        lip_gauge_add(obs.active, -1);
     }
     session_free(&s);
     return rc;
@@ -1021,6 +1058,7 @@ int lip_service_register_v1(lip_service *sv, lip_rpc_server *srv, lip_err *err)
                            "process)", LIP_V1_SERVICE, nctx, MAX_ATTACH);
     if (sv->nregistered >= SVC_MAX_REGISTERED)
         return lip_err_set(err, LIP_EINVAL, "too many services (max %d)", SVC_MAX_REGISTERED);
+    pthread_once(&obs.once, obs_init);
     v1_ctx *v = &ctxs[nctx];
     memset(v, 0, sizeof *v);
     v->sv = sv;

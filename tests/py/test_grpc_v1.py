@@ -87,11 +87,15 @@ s = socket.socket()
 s.bind(("127.0.0.1", 0))
 PORT = s.getsockname()[1]
 s.close()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+MPORT = s.getsockname()[1]
+s.close()
 log = open(os.path.join(tmp, "server.log"), "w+")
 srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT),
                         "--models-root", root, "--default-model", "t1",
                         "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
-                        "--server.grace_period_s", "2"],
+                        "--server.grace_period_s", "2", "--metrics.port", str(MPORT)],
                        stdout=log, stderr=subprocess.STDOUT)
 chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
                              options=[("grpc.max_receive_message_length", 200 << 20),
@@ -578,6 +582,30 @@ def python_example():
     tap(p.returncode == 0 and abs(len(files) - 50) <= 2 and "KIND_UTTERANCE_END" in p.stdout,
         "examples/stream_client.py streams a WAV and writes its frames",
         (p.stdout + p.stderr).strip()[-300:])
+
+
+@run
+def prometheus():
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % MPORT, timeout=10).read()
+    text = text.decode()
+
+    def value(prefix):
+        for line in text.splitlines():
+            if line.startswith(prefix + " "):
+                return float(line.split()[-1])
+        return None
+    sp = value('lipsync_v1_frames_total{kind="speech"}')
+    st = api.GetStats(pb.GetStatsRequest(), timeout=5)
+    # The same counts reach GetStats and /metrics (streams still open could add a few frames
+    # between the two reads; none are open here).
+    tap(sp is not None and sp == st.speech_frames and
+        value('lipsync_v1_frames_total{kind="idle"}') == st.idle_frames and
+        value('lipsync_v1_frames_total{kind="dropped"}') == st.dropped_frames and
+        value("lipsync_v1_streams_active") == 0 and
+        value("lipsync_v1_frame_latency_seconds_count") == st.speech_frames,
+        "/metrics: v1 frame counters, active streams and latency histogram match GetStats",
+        "metrics speech %s, GetStats %d" % (sp, st.speech_frames))
 
 
 @run
