@@ -209,6 +209,52 @@ static void t_bad_files(void)
     CHECK(lip_auth_new(&o, &err) == NULL && strstr(err.msg, "/nonexistent/keys.json"));
 }
 
+/* Many keys: loading sorts them (no quadratic duplicate checks) and every one is found; a
+ * duplicate far apart in the file is still caught and named by its own index. */
+static void t_many_keys(void)
+{
+    enum { N = 5000 };
+    size_t cap = (size_t)N * 160 + 64, at = 0;
+    char *doc = lip_malloc(cap);
+    if (!doc) return;
+    at += (size_t)snprintf(doc + at, cap - at, "{\"keys\": [");
+    for (int i = 0; i < N; i++) {
+        char key[32], hex[65];
+        int kl = snprintf(key, sizeof key, "secret-%d", i);
+        lip_auth_hash_hex(key, (size_t)kl, hex);
+        at += (size_t)snprintf(doc + at, cap - at, "%s{\"id\": \"k%d\", \"sha256\": \"%s\", "
+                               "\"avatars\": [\"a%d\"]}", i ? "," : "", i, hex, i);
+    }
+    snprintf(doc + at, cap - at, "]}");
+    lip_err err = {0};
+    double t0 = lip_time_ms();
+    lip_auth *a = new_auth(doc, &err);
+    double ms = lip_time_ms() - t0;
+    CHECK_MSG(a != NULL, "%s", err.msg);
+    printf("# %d keys loaded in %.1f ms\n", N, ms);
+    lip_auth_principal p;
+    for (int i = 0; a && i < N; i += 499) {
+        char key[32], id[16];
+        snprintf(key, sizeof key, "secret-%d", i);
+        snprintf(id, sizeof id, "k%d", i);
+        CHECK_MSG(lip_auth_lookup(a, key, &p) == 0 && strcmp(p.id, id) == 0, "key %d", i);
+    }
+    CHECK(a && lip_auth_lookup(a, "secret-5000", &p) == LIP_EPERM);
+    lip_auth_free(a);
+    /* The last key reuses the first key's id: reported at index N - 1. */
+    char *last = strrchr(doc, '{');
+    char hex[65];
+    lip_auth_hash_hex("other", 5, hex);
+    snprintf(last, cap - (size_t)(last - doc), "{\"id\": \"k0\", \"sha256\": \"%s\", "
+             "\"avatars\": []}]}", hex);
+    a = new_auth(doc, &err);
+    char want[64];
+    snprintf(want, sizeof want, "keys[%d] (id 'k0'): id used twice", N - 1);
+    CHECK_MSG(!a && strstr(err.msg, want), "%s", err.msg);
+    lip_auth_free(a);
+    lip_free(doc);
+}
+
 /* ---- the guard on a real rpc server ------------------------------------------------------- */
 
 static atomic_int handler_calls;
@@ -311,6 +357,7 @@ int main(void)
     RUN(t_bucket);
     RUN(t_store);
     RUN(t_bad_files);
+    RUN(t_many_keys);
     RUN(t_guard);
     char audit[160];
     snprintf(audit, sizeof audit, "%s/audit.log", dir);
