@@ -41,6 +41,10 @@ def finish():
             p.wait()
     p = sum(1 for r in results if r[0])
     f = len(results) - p
+    if f == 0 and "tmp" in globals():
+        shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: logs, keys, audit
+    elif "tmp" in globals():
+        print("# logs kept in %s" % tmp)
     print("1..%d" % len(results))
     print("%d passed, %d failed" % (p, f))
     sys.exit(1 if f else 0)
