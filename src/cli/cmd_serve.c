@@ -9,6 +9,7 @@
 #include "registry/registry.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "gateway/gateway.h"
 #include "rpc/rpc.h"
 #include "service/service.h"
 #include "service/v1.h"
@@ -265,6 +266,7 @@ int lip_cli_serve(int argc, char **argv)
     lip_rpc_server *srv = NULL;
     lip_auth *auth = NULL;
     lip_metrics_http *mhttp = NULL;
+    lip_gateway *gw = NULL;
     int status = 1;
     double t0 = lip_time_ms();
     sv = lip_service_new(&so, &err);
@@ -330,6 +332,24 @@ int lip_cli_serve(int argc, char **argv)
         lip_log_info("metrics on http://%s:%d/metrics (/healthz, /readyz)", cfg->server.host,
                      lip_metrics_http_port(mhttp));
     }
+    /* Browser gateway: a thin WebSocket bridge onto this server's own lipsync.v1 port. */
+    if (cfg->gateway.port) {
+        char web[1024] = "";
+        lip_gateway_opts go = lip_gateway_opts_default();
+        go.host = cfg->server.host;
+        go.port = cfg->gateway.port;
+        go.grpc_port = lip_rpc_server_port(srv);
+        if (cfg->gateway.web_root[0]) go.web_root = cfg->gateway.web_root;
+        else if (lip_gateway_find_web_root(web, sizeof web, &err) == 0) go.web_root = web;
+        else lip_log_warn("serve: %s (the page is not served; /ws still is)", err.msg);
+        if (!(gw = lip_gateway_start(&go, &err))) {
+            lip_cli_fail("serve", "%s", err.msg);
+            goto out;
+        }
+        lip_log_info("gateway: web page on http://%s:%d/ (WebSocket /ws, files %s, TTS %s)",
+                     cfg->server.host, lip_gateway_port(gw), go.web_root ? go.web_root : "none",
+                     lip_gateway_tts_available(gw) ? "espeak-ng" : "not installed");
+    }
     int port = lip_rpc_server_port(srv);
     lip_log_info("serving on %s:%d (started in %.0f ms): %s, grpc.health.v1.Health", ro.host, port,
                  lip_time_ms() - t0, names);
@@ -354,10 +374,13 @@ int lip_cli_serve(int argc, char **argv)
     }
     lip_log_info("received signal %d: draining (grace %d s)", sig, cfg->server.grace_period_s);
     if (mhttp) lip_metrics_set_ready(lip_metrics_global(), false);
+    lip_gateway_stop(gw); /* its sessions are clients of srv: closed before the drain */
+    gw = NULL;
     lip_rpc_server_shutdown(srv, cfg->server.grace_period_s * 1000.0);
     lip_log_info("stopped cleanly");
     status = 0;
 out:
+    lip_gateway_stop(gw);
     lip_metrics_http_stop(mhttp);
     /* The service first: its remote-inference probe thread may still set health on srv. The
      * server is shut down (or never started) here, so no handler is running. */

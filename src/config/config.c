@@ -172,6 +172,13 @@ static const lip_config_key keys[] = {
     K_INT("metrics.port", metrics.port, 0, 65535, "0", false, LIP_CFG_F_PORT,
           "HTTP port for Prometheus metrics; 0 = off"),
 
+    K_INT("gateway.port", gateway.port, 0, 65535, "0", false, LIP_CFG_F_PORT,
+          "HTTP + WebSocket port of the browser gateway (web page, lipsync.v1 over WebSocket); "
+          "0 = off"),
+    K_STR("gateway.web_root", gateway.web_root, "", false, 0,
+          "directory of the web page's files; \"\" = web/ of the source tree, else "
+          "/usr/share/lipsync/web"),
+
     K_STR("auth.keys_file", auth.keys_file, "", false, 0,
           "JSON file of API keys (SHA-256 hashes, roles, avatars; docs/SECURITY.md), reloaded "
           "on SIGHUP; \"\" = no authentication"),
@@ -1071,6 +1078,11 @@ int lip_config_validate(const lip_config *cfg, lip_err *err)
         return cfg_fail(err, LIP_EINVAL, NULL, "metrics.port",
                         "%d is also server.port (expected another port, or 0 for off)",
                         cfg->metrics.port);
+    if (cfg->gateway.port &&
+        (cfg->gateway.port == cfg->server.port || cfg->gateway.port == cfg->metrics.port))
+        return cfg_fail(err, LIP_EINVAL, NULL, "gateway.port",
+                        "%d is also server.port or metrics.port (expected another port, or 0 "
+                        "for off)", cfg->gateway.port);
     if (!cfg->server.tls_cert[0] != !cfg->server.tls_key[0])
         return cfg_fail(err, LIP_EINVAL, NULL, cfg->server.tls_cert[0] ? "server.tls_key" :
                                                                         "server.tls_cert",

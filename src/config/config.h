@@ -143,6 +143,10 @@ typedef struct lip_config {
         int port;                 /* 0 = off */
     } metrics;
     struct {
+        int port;                 /* 0 = off */
+        char *web_root;           /* "" = found next to the binary or in /usr/share */
+    } gateway;
+    struct {
         char *keys_file;          /* "" = no authentication */
         double frames_per_second; /* per key, for keys without their own; 0 = unlimited */
         int burst_frames;         /* bucket size; 0 = 2 s of frames_per_second */
