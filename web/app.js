@@ -37,7 +37,7 @@ const st = {
 
 function log(msg, bad) {
   const el = $('log');
-  if (bad) msg = '⚠ ' + msg;
+  if (bad) msg = 'error: ' + msg;
   el.textContent = (el.textContent + msg + '\n').slice(-4000);
   el.scrollTop = el.scrollHeight;
 }
@@ -327,7 +327,7 @@ async function toggleMic() {
     st.mic.stream.getTracks().forEach((t) => t.stop());
     st.mic = null;
     send({type: 'end'});
-    $('mic').textContent = '🎤 Start microphone';
+    $('mic').textContent = 'Start microphone';
     return;
   }
   if (!st.open) return;
@@ -368,7 +368,7 @@ async function toggleMic() {
   st.mic = {stream, src, proc};
   // The speaker hears themself already: no playback for microphone utterances.
   st.utts.push({kind: 'mic', pcm: null, t0: performance.now(), started: false});
-  $('mic').textContent = '⏹ Stop microphone';
+  $('mic').textContent = 'Stop microphone';
 }
 
 // ---- wiring --------------------------------------------------------------------------------
