@@ -28,6 +28,8 @@ const st = {
   lastIndex: -1,
   utts: [],             // utterance u (1-based) = utts[u - 1]: {kind, pcm, t0, started}
   queue: [],            // decoded frames waiting for their time: {due, bmp, index}
+  sending: [],          // uploaded utterances still being sent, oldest first
+  sources: [],          // audio playing or scheduled (stopped by an interrupt)
   mic: null,
   // statistics
   drawn: 0, dropped: 0, drawTimes: [], serverLat: [], firstLat: null, rtt: null,
@@ -92,6 +94,7 @@ function openStream() {
   st.base = null;
   st.lastIndex = -1;
   st.utts = [];
+  st.sending = [];
   st.queue.forEach((f) => f.bmp.close());
   st.queue = [];
   send({type: 'open', avatar: $('avatar').value, latency: $('latency').value,
@@ -189,6 +192,7 @@ function onFrame(buf) {
     st.serverLat.push(lat);
     if (st.serverLat.length > 50) st.serverLat.shift();
     const u = st.utts[utt - 1];
+    if (u) u.played = Math.max(u.played || 0, uf + 1);
     if (u && !u.started) {
       u.started = true;
       st.firstLat = performance.now() - u.t0;
@@ -218,6 +222,8 @@ function playAt(pcm, when, offset) {
   if (when < t) { offset += t - when; when = t; }
   if (offset < b.duration) {
     src.start(when, offset);
+    st.sources.push(src);
+    src.onended = () => { st.sources = st.sources.filter((x) => x !== src); };
     st.played++;
     st.scheduledAt = {when, offset};
   }
@@ -266,19 +272,31 @@ function updateStats() {
 }
 
 // ---- audio in ------------------------------------------------------------------------------
-function sendPcm(pcm) {
-  for (let i = 0; i < pcm.length; i += CHUNK) {
-    const part = pcm.subarray(i, Math.min(pcm.length, i + CHUNK));
-    st.ws.send(part.slice().buffer);
-  }
-}
-
-// A whole utterance (uploaded file): its audio is kept to be played with its frames.
+// A whole utterance (uploaded file): its audio is kept to be played with its frames. It is
+// sent at most AHEAD_S ahead of the frames that came back, so that control messages (interrupt)
+// never queue behind minutes of audio and the server's backlog stays small.
+const AHEAD_S = 8;
 function sendUtterance(pcm) {
   if (!st.open) { log('not connected to a stream yet', true); return; }
-  st.utts.push({kind: 'file', pcm, t0: performance.now(), started: false});
-  sendPcm(pcm);
-  send({type: 'end'});
+  const u = {kind: 'file', pcm, t0: performance.now(), started: false, sent: 0, played: 0};
+  st.utts.push(u);
+  st.sending.push(u);
+  feed();
+}
+
+function feed() {
+  while (st.sending.length && st.ws.readyState === WebSocket.OPEN) {
+    const u = st.sending[0];
+    if (u.sent >= u.pcm.length) {
+      send({type: 'end'});
+      st.sending.shift();
+      continue;
+    }
+    if (u.sent / RATE - u.played * FRAME_S > AHEAD_S) return; // wait for frames
+    const n = Math.min(CHUNK, u.pcm.length - u.sent);
+    st.ws.send(u.pcm.slice(u.sent, u.sent + n).buffer);
+    u.sent += n;
+  }
 }
 
 // Decodes any format the browser knows and resamples to 16 kHz mono with an offline context.
@@ -375,11 +393,20 @@ async function toggleMic() {
 $('file').addEventListener('change', onFile);
 $('sayform').addEventListener('submit', onSay);
 $('mic').addEventListener('click', toggleMic);
-$('interrupt').addEventListener('click', () => send({type: 'interrupt'}));
+// Interrupt: the server drops the utterance's pending frames; the page stops sending the rest
+// of an upload and silences what it scheduled.
+function interrupt() {
+  send({type: 'interrupt'});
+  st.sending = [];
+  st.sources.forEach((x) => { try { x.stop(); } catch (e) { /* not started */ } });
+  st.sources = [];
+}
+$('interrupt').addEventListener('click', interrupt);
 $('avatar').addEventListener('change', openStream);
 $('latency').addEventListener('change', openStream);
 document.addEventListener('click', ensureAudio); // browsers start audio on a user gesture
 setInterval(drawTick, 5);
+setInterval(feed, 100);
 setInterval(updateStats, 250);
 setInterval(() => send({type: 'ping', t: performance.now()}), 2000);
 ensureAudio();

@@ -53,6 +53,7 @@ extern char **environ;
 #define TTS_TIMEOUT_MS 15000.0           /* espeak-ng is killed after this long */
 #define TTS_MAX_WAV (16 << 20)
 #define AUDIO_CHUNK 1600                 /* TTS samples per Stream message (100 ms) */
+#define MAX_AUDIO_MSG 32000              /* samples per Stream message the server accepts (2 s) */
 
 struct lip_gateway {
     struct MHD_Daemon *d;
@@ -268,7 +269,11 @@ static void *pump_main(void *arg)
             send_event(s, p->event);
         }
         lipsync__v1__stream_response__free_unpacked(p, NULL);
-        if (rc) break; /* the browser is gone: stop reading, cancel below */
+        /* A failed send (the browser is gone) does not stop the reading: the session thread
+         * may be blocked writing audio the server will only read as it plays frames out, and
+         * it cancels the stream (want_cancel) once its write returns. Stopping here would let
+         * the server's send queue fill, and both sides would wait for ever. */
+        (void)rc;
     }
     lip_rpc_status st = {0};
     pthread_mutex_lock(&s->st_mu);
@@ -640,9 +645,16 @@ static void on_binary(sess *s, const uint8_t *d, size_t n)
         send_error(s, "audio: %zu bytes, expected a non-zero multiple of 4 (float32 16 kHz)", n);
         return;
     }
-    /* The bytes go on as they are: the server checks every sample (finite values). */
-    if (send_audio(s, (const float *)(const void *)d, n / 4, &err))
-        send_error(s, "audio: %s", err.msg);
+    /* The samples go on as they are (the server checks that every one is finite), in pieces
+     * of at most the 2 s the server takes per message, so a browser may send up to 1 MiB. */
+    const float *pcm = (const float *)(const void *)d;
+    size_t ns = n / 4;
+    for (size_t i = 0; i < ns; i += MAX_AUDIO_MSG) {
+        if (send_audio(s, pcm + i, LIP_MIN((size_t)MAX_AUDIO_MSG, ns - i), &err)) {
+            send_error(s, "audio: %s", err.msg);
+            return;
+        }
+    }
 }
 
 /* ---- WebSocket input ------------------------------------------------------------------------- */
