@@ -790,7 +790,13 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
     (void)con_cls;
     lip_gateway *g = cls;
     sess *s = lip_calloc(1, sizeof *s);
-    if (!s || extra_len > sizeof s->rbuf) {
+    /* Counted under the lock that lip_gateway_stop sets `stopping` under, so no session
+     * starts after stop has begun waiting for the count to reach zero. */
+    pthread_mutex_lock(&g->mu);
+    bool stopping = atomic_load(&g->stopping);
+    if (s && !stopping && extra_len <= sizeof s->rbuf) g->sessions++;
+    pthread_mutex_unlock(&g->mu);
+    if (!s || stopping || extra_len > sizeof s->rbuf) {
         lip_free(s);
         MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
         return;
@@ -808,9 +814,6 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls, const
     if (fl >= 0) fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
     struct timeval tv = {.tv_sec = SEND_TIMEOUT_S};
     setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    pthread_mutex_lock(&g->mu);
-    g->sessions++;
-    pthread_mutex_unlock(&g->mu);
     pthread_t th;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -1059,11 +1062,11 @@ bool lip_gateway_tts_available(const lip_gateway *g) { return g && g->tts[0]; }
 void lip_gateway_stop(lip_gateway *g)
 {
     if (!g) return;
-    /* New upgrades stop first (quiesce), then the sessions see the flag within POLL_MS and
-     * close their sockets while the daemon still exists (MHD_upgrade_action needs it). */
-    atomic_store(&g->stopping, 1);
-    MHD_quiesce_daemon(g->d);
+    /* No new session starts once the flag is set (on_upgrade checks it under mu); running
+     * ones see it within POLL_MS and close their sockets while the daemon still exists
+     * (MHD_upgrade_action needs it). */
     pthread_mutex_lock(&g->mu);
+    atomic_store(&g->stopping, 1);
     while (g->sessions > 0) pthread_cond_wait(&g->cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
     MHD_stop_daemon(g->d);
