@@ -30,6 +30,8 @@ const st = {
   queue: [],            // decoded frames waiting for their time: {due, bmp, index}
   sending: [],          // uploaded utterances still being sent, oldest first
   sources: [],          // audio playing or scheduled (stopped by an interrupt)
+  expectClosed: 0,      // streams the page closed itself (their 'closed' is no news)
+  opens: 0,             // streams opened on this page
   mic: null,
   // statistics
   drawn: 0, dropped: 0, drawTimes: [], serverLat: [], firstLat: null, rtt: null,
@@ -90,7 +92,10 @@ function send(obj) {
 
 function openStream() {
   if (!st.ws || st.ws.readyState !== WebSocket.OPEN) return;
-  if (st.open) send({type: 'close'});
+  if (st.open) {
+    send({type: 'close'});
+    st.expectClosed++;
+  }
   st.base = null;
   st.lastIndex = -1;
   st.utts = [];
@@ -125,6 +130,7 @@ function onJson(m) {
   case 'event':
     if (m.kind === 'opened') {
       st.open = true;
+      st.opens++;
       view.width = m.width;
       view.height = m.height;
       setStatus('streaming ' + m.avatar + ' (' + m.width + 'x' + m.height + ')');
@@ -135,11 +141,12 @@ function onJson(m) {
     }
     break;
   case 'closed':
+    if (st.expectClosed > 0) { st.expectClosed--; break; }
     st.open = false;
-    if (m.status !== 'OK' && m.status !== 'CANCELLED') {
-      setStatus('stream ended: ' + m.status, true);
-      log('stream ended: ' + m.status + ': ' + m.details, true);
-    }
+    setStatus('stream ended: ' + m.status + '; reopening', m.status !== 'OK');
+    if (m.status !== 'OK') log('stream ended: ' + m.status + ': ' + m.details, true);
+    // The avatar should never freeze: a stream the server ended is opened again.
+    setTimeout(() => { if (!st.open) openStream(); }, 1000);
     break;
   case 'pong':
     st.rtt = performance.now() - m.t;

@@ -329,6 +329,14 @@ try:
                   10)
     tap(mic_on and ok, "microphone: captured audio (16 kHz) comes back as speech frames",
         "%s frames" % (cdp.eval("window.lipsync.speechFrames") - sp0))
+    # A stream the server ends (here: a NaN sample is INVALID_ARGUMENT) is opened again and the
+    # avatar goes on idling.
+    opens = cdp.eval("window.lipsync.opens")
+    cdp.eval("window.lipsync.ws.send(new Float32Array([NaN, 0, 0, 0]).buffer); true")
+    ok = cdp.wait("window.lipsync.opens > %d" % opens, 10)
+    d0 = cdp.eval("window.lipsync.drawn")
+    ok = ok and cdp.wait("window.lipsync.drawn > %d + 10" % d0, 5)
+    tap(ok, "a stream the server ends is reopened and idle frames go on")
     errors = []
     for e in cdp.events:
         m, p = e["method"], e.get("params", {})
