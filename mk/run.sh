@@ -11,8 +11,9 @@ if command -v espeak-ng >/dev/null; then
 fi
 if "$BIN" serve --help >/dev/null 2>&1; then
     echo "make run: starting the monolithic server on port $PORT with the demo avatar (Ctrl-C stops it)"
+    echo "          open http://localhost:8080/ in a browser to talk to the avatar"
     echo "          try: $BIN client health --port $PORT"
     echo "               $BIN client infer --port $PORT --model demo --audio out/hello.wav --out out/frames/"
     exec "$BIN" serve --role monolithic --models-root "$AVATARS" --default-model demo --port "$PORT" \
-        --audio.encoder_path "$MODELS/audio_encoder.onnx"
+        --audio.encoder_path "$MODELS/audio_encoder.onnx" --gateway.port 8080
 fi
