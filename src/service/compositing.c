@@ -156,20 +156,8 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
 static int unload_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                         lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
-    const ProtobufCMessageDescriptor *rd = &compositing__unload_model_response__descriptor;
-    Compositing__UnloadModelRequest *q = (Compositing__UnloadModelRequest *)svc_unpack(
-        &compositing__unload_model_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    char id[72];
-    int rc = svc_resolve(sv, q->model_id, id, err);
-    protobuf_c_message_free_unpacked(&q->base, NULL);
-    if (!rc) rc = svc_unload(sv, id, err);
-    if (rc) return svc_fail(rd, err, resp);
-    Compositing__UnloadModelResponse o = COMPOSITING__UNLOAD_MODEL_RESPONSE__INIT;
-    o.success = true;
-    rc = lip_rpc_pack(&o.base, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_unload_rpc(ud, &compositing__unload_model_request__descriptor,
+                          &compositing__unload_model_response__descriptor, req, len, resp, err);
 }
 
 static int health(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip_rpc_buf *resp,

@@ -244,20 +244,8 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
 static int unload_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                         lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
-    const ProtobufCMessageDescriptor *rd = &monolithic__unload_model_response__descriptor;
-    Monolithic__UnloadModelRequest *q = (Monolithic__UnloadModelRequest *)svc_unpack(
-        &monolithic__unload_model_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    char id[72];
-    int rc = svc_resolve(sv, q->model_id, id, err);
-    protobuf_c_message_free_unpacked(&q->base, NULL);
-    if (!rc) rc = svc_unload(sv, id, err);
-    if (rc) return svc_fail(rd, err, resp);
-    Monolithic__UnloadModelResponse o = MONOLITHIC__UNLOAD_MODEL_RESPONSE__INIT;
-    o.success = true;
-    rc = lip_rpc_pack(&o.base, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_unload_rpc(ud, &monolithic__unload_model_request__descriptor,
+                          &monolithic__unload_model_response__descriptor, req, len, resp, err);
 }
 
 static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,

@@ -428,6 +428,30 @@ int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *res
     return code;
 }
 
+int svc_unload_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                   const ProtobufCMessageDescriptor *rd, const uint8_t *req, size_t len,
+                   lip_rpc_buf *resp, lip_err *err)
+{
+    ProtobufCMessage *q = svc_unpack(qd, req, len, err);
+    if (!q) return svc_fail(rd, err, resp);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(qd, "model_id");
+    const char *name = f ? *(char *const *)(const void *)((const char *)q + f->offset) : "";
+    char id[72];
+    int rc = svc_resolve(sv, name, id, err);
+    protobuf_c_message_free_unpacked(q, NULL);
+    if (!rc) rc = svc_unload(sv, id, err);
+    if (rc) return svc_fail(rd, err, resp);
+    /* success = true, everything else default. */
+    void *o = lip_calloc(1, rd->sizeof_message);
+    if (!o) return lip_err_set(err, LIP_ENOMEM, "out of memory");
+    rd->message_init(o);
+    const ProtobufCFieldDescriptor *fs = protobuf_c_message_descriptor_get_field_by_name(rd, "success");
+    if (fs) *(protobuf_c_boolean *)(void *)((char *)o + fs->offset) = 1;
+    rc = lip_rpc_pack(o, resp, err);
+    lip_free(o);
+    return rc ? svc_fail(rd, err, resp) : 0;
+}
+
 const float *svc_floats(const ProtobufCBinaryData *b, float **tmp, bool *oom)
 {
     *tmp = NULL;

@@ -79,6 +79,12 @@ ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t 
  * everything else default; types without success and error fields get no message) and returns
  * err->code, so handlers can `return svc_fail(...)`. */
 int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *resp);
+/* UnloadModel of the monolithic, compositing and inference services (their request and response
+ * messages are the same on the wire: model_id = 1; success = 1, error = 2): resolves, unloads and
+ * answers through the given descriptors, so errors name the service's own message types. */
+int svc_unload_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                   const ProtobufCMessageDescriptor *rd, const uint8_t *req, size_t len,
+                   lip_rpc_buf *resp, lip_err *err);
 /* A float view of a bytes field: the data itself when 4-byte aligned, else a copy in *tmp
  * (caller frees with lip_free). NULL when empty or out of memory (*oom set). */
 const float *svc_floats(const ProtobufCBinaryData *b, float **tmp, bool *oom);
