@@ -7,6 +7,9 @@
 #include "auth/auth.h"
 #include "test.h"
 
+#include "lipsync_v1.pb-c.h"
+#include "optimized_lipsyncsrv.pb-c.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -73,6 +76,71 @@ static void t_wire(void)
     const uint8_t audio[] = {0x12, 1, 0};
     CHECK(lip_auth_pb_string(audio, sizeof audio, p11, 2, &v, &vl) == 0);
     CHECK(lip_auth_pb_string(m, sizeof m, p11, 4, &v, &vl) == LIP_EINVAL);
+}
+
+static bool keep_ab(void *ud, const uint8_t *id, size_t len)
+{
+    (void)ud;
+    return (len == 1 && (id[0] == 'a' || id[0] == 'b'));
+}
+
+/* Listing filters on real protobuf-c messages: the filtered bytes unpack to exactly the
+ * allowed entries, the other fields unchanged, the count lowered. */
+static void t_filter(void)
+{
+    /* optimized ListModelsResponse: repeated string loaded_models = 1; int32 count = 2. */
+    char *names[] = {"a", "x", "b", "yy", "a"};
+    OptimizedLipsyncsrv__ListModelsResponse lm = OPTIMIZED_LIPSYNCSRV__LIST_MODELS_RESPONSE__INIT;
+    lm.n_loaded_models = 5;
+    lm.loaded_models = names;
+    lm.count = 5;
+    uint8_t buf[256];
+    size_t n = optimized_lipsyncsrv__list_models_response__pack(&lm, buf);
+    long m = lip_auth_pb_filter(buf, n, 1, 0, 2, keep_ab, NULL);
+    CHECK(m > 0 && (size_t)m < n);
+    OptimizedLipsyncsrv__ListModelsResponse *o =
+        optimized_lipsyncsrv__list_models_response__unpack(NULL, (size_t)m, buf);
+    CHECK(o != NULL);
+    if (o) {
+        CHECK(o->n_loaded_models == 3 && o->count == 3);
+        CHECK(o->n_loaded_models == 3 && !strcmp(o->loaded_models[0], "a") &&
+              !strcmp(o->loaded_models[1], "b") && !strcmp(o->loaded_models[2], "a"));
+        optimized_lipsyncsrv__list_models_response__free_unpacked(o, NULL);
+    }
+    /* v1 ListAvatarsResponse: repeated AvatarInfo avatars = 1 (id = 1), default_avatar = 2,
+     * tts_available = 3. */
+    Lipsync__V1__AvatarInfo ai[3];
+    Lipsync__V1__AvatarInfo *ap[3];
+    const char *ids[] = {"z", "b", "a"};
+    for (int i = 0; i < 3; i++) {
+        Lipsync__V1__AvatarInfo i0 = LIPSYNC__V1__AVATAR_INFO__INIT;
+        ai[i] = i0;
+        ai[i].id = (char *)ids[i];
+        ai[i].frame_count = 10 + i;
+        ap[i] = &ai[i];
+    }
+    Lipsync__V1__ListAvatarsResponse la = LIPSYNC__V1__LIST_AVATARS_RESPONSE__INIT;
+    la.n_avatars = 3;
+    la.avatars = ap;
+    la.default_avatar = "z";
+    la.tts_available = true;
+    n = lipsync__v1__list_avatars_response__pack(&la, buf);
+    m = lip_auth_pb_filter(buf, n, 1, 1, 0, keep_ab, NULL);
+    Lipsync__V1__ListAvatarsResponse *r =
+        m > 0 ? lipsync__v1__list_avatars_response__unpack(NULL, (size_t)m, buf) : NULL;
+    CHECK(r != NULL);
+    if (r) {
+        CHECK(r->n_avatars == 2 && !strcmp(r->avatars[0]->id, "b") &&
+              r->avatars[0]->frame_count == 11 && !strcmp(r->avatars[1]->id, "a"));
+        CHECK(!strcmp(r->default_avatar, "z") && r->tts_available);
+        lipsync__v1__list_avatars_response__free_unpacked(r, NULL);
+    }
+    /* Malformed: refused, bytes untouched; nothing kept: an empty message. */
+    uint8_t bad[] = {0x0a, 9, 'a'};
+    CHECK(lip_auth_pb_filter(bad, sizeof bad, 1, 0, 0, keep_ab, NULL) == LIP_EFORMAT);
+    CHECK(bad[0] == 0x0a && bad[1] == 9);
+    uint8_t none[] = {0x0a, 1, 'q', 0x0a, 1, 'r'};
+    CHECK(lip_auth_pb_filter(none, sizeof none, 1, 0, 0, keep_ab, NULL) == 0);
 }
 
 static void t_bucket(void)
@@ -354,6 +422,7 @@ int main(void)
     snprintf(keys_path, sizeof keys_path, "%s/keys.json", dir);
     RUN(t_hash);
     RUN(t_wire);
+    RUN(t_filter);
     RUN(t_bucket);
     RUN(t_store);
     RUN(t_bad_files);

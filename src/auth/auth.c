@@ -523,41 +523,48 @@ typedef struct policy {
     uint32_t av[2];  /* avatar field path (0 = none) */
     uint32_t resp;   /* response field whose occurrences are frames (0 = none) */
     uint32_t req;    /* request varint field that is the frame count (when resp is 0) */
+    /* listings: the response's repeated field naming avatars, the id's field inside each
+     * element (0 = the element is the id) and a count field to lower; entries of avatars the
+     * key may not use are removed (a tenant does not learn other tenants' avatars) */
+    uint32_t list[3];
 } policy;
 
 #define MONO(svc)                                                                                \
-    {"/" svc "/ListModels", P_OPEN, {0, 0}, 0, 0},                                               \
-    {"/" svc "/LoadModel", P_ADMIN, {1, 0}, 0, 0},                                               \
-    {"/" svc "/UnloadModel", P_ADMIN, {1, 0}, 0, 0},                                             \
-    {"/" svc "/GetModelStats", P_EMPTY_ALL, {1, 0}, 0, 0},                                       \
-    {"/" svc "/Health", P_OPEN, {0, 0}, 0, 0}
+    {"/" svc "/ListModels", P_OPEN, {0, 0}, 0, 0, {1, 1, 0}},                                    \
+    {"/" svc "/LoadModel", P_ADMIN, {1, 0}, 0, 0, {0, 0, 0}},                                    \
+    {"/" svc "/UnloadModel", P_ADMIN, {1, 0}, 0, 0, {0, 0, 0}},                                  \
+    {"/" svc "/GetModelStats", P_EMPTY_ALL, {1, 0}, 0, 0, {0, 0, 0}},                            \
+    {"/" svc "/Health", P_OPEN, {0, 0}, 0, 0, {0, 0, 0}}
+
+#define OPT "/optimized_lipsyncsrv.OptimizedLipSyncService/"
 
 static const policy policies[] = {
-    {"/monolithic.MonolithicService/InferBatchComposite", 0, {1, 0}, 1, 0},
+    {"/monolithic.MonolithicService/InferBatchComposite", 0, {1, 0}, 1, 0, {0, 0, 0}},
     MONO("monolithic.MonolithicService"),
-    {"/compositing.CompositingService/InferBatchComposite", 0, {1, 0}, 1, 0},
+    {"/compositing.CompositingService/InferBatchComposite", 0, {1, 0}, 1, 0, {0, 0, 0}},
     MONO("compositing.CompositingService"),
-    {"/inference.InferenceService/InferBatch", 0, {1, 0}, 1, 0},
+    {"/inference.InferenceService/InferBatch", 0, {1, 0}, 1, 0, {0, 0, 0}},
     MONO("inference.InferenceService"),
-    {"/lipsync.LipSyncComposite/InferBatchComposite", P_DEFAULT, {0, 0}, 1, 0},
-    {"/lipsync.LipSyncComposite/Health", P_OPEN, {0, 0}, 0, 0},
-    {"/lipsync.LipSync/InferBatch", P_DEFAULT, {0, 0}, 0, 3},
-    {"/lipsync.LipSync/Health", P_OPEN, {0, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GenerateInference", 0, {1, 0}, 3, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GenerateBatchInference", 0, {1, 0}, 1, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GenerateBatchWithAudio", 0, {1, 0}, 1, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/StreamInference", 0, {1, 0}, 3, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/LoadPackage", P_ADMIN, {1, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GetStats", 0, {1, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/ListModels", P_OPEN, {0, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/HealthCheck", P_OPEN, {0, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GetVideoFrame", 0, {1, 0}, 0, 0},
-    {"/optimized_lipsyncsrv.OptimizedLipSyncService/GetModelMetadata", 0, {1, 0}, 0, 0},
-    {"/lipsync.v1.LipSync/Stream", P_IF_PRESENT, {1, 1}, 1, 0},
-    {"/lipsync.v1.LipSync/Render", 0, {1, 0}, 1, 0},
-    {"/lipsync.v1.LipSync/ListAvatars", P_OPEN, {0, 0}, 0, 0},
-    {"/lipsync.v1.LipSync/GetStats", P_OPEN, {0, 0}, 0, 0},
+    {"/lipsync.LipSyncComposite/InferBatchComposite", P_DEFAULT, {0, 0}, 1, 0, {0, 0, 0}},
+    {"/lipsync.LipSyncComposite/Health", P_OPEN, {0, 0}, 0, 0, {0, 0, 0}},
+    {"/lipsync.LipSync/InferBatch", P_DEFAULT, {0, 0}, 0, 3, {0, 0, 0}},
+    {"/lipsync.LipSync/Health", P_OPEN, {0, 0}, 0, 0, {0, 0, 0}},
+    {OPT "GenerateInference", 0, {1, 0}, 3, 0, {0, 0, 0}},
+    {OPT "GenerateBatchInference", 0, {1, 0}, 1, 0, {0, 0, 0}},
+    {OPT "GenerateBatchWithAudio", 0, {1, 0}, 1, 0, {0, 0, 0}},
+    {OPT "StreamInference", 0, {1, 0}, 3, 0, {0, 0, 0}},
+    {OPT "LoadPackage", P_ADMIN, {1, 0}, 0, 0, {0, 0, 0}},
+    {OPT "GetStats", 0, {1, 0}, 0, 0, {0, 0, 0}},
+    {OPT "ListModels", P_OPEN, {0, 0}, 0, 0, {1, 0, 2}},
+    {OPT "HealthCheck", P_OPEN, {0, 0}, 0, 0, {0, 0, 0}},
+    {OPT "GetVideoFrame", 0, {1, 0}, 0, 0, {0, 0, 0}},
+    {OPT "GetModelMetadata", 0, {1, 0}, 0, 0, {0, 0, 0}},
+    {"/lipsync.v1.LipSync/Stream", P_IF_PRESENT, {1, 1}, 1, 0, {0, 0, 0}},
+    {"/lipsync.v1.LipSync/Render", 0, {1, 0}, 1, 0, {0, 0, 0}},
+    {"/lipsync.v1.LipSync/ListAvatars", P_OPEN, {0, 0}, 0, 0, {1, 1, 0}},
+    {"/lipsync.v1.LipSync/GetStats", P_OPEN, {0, 0}, 0, 0, {0, 0, 0}},
 };
+#undef OPT
 
 static const policy *policy_find(const char *path)
 {
@@ -811,13 +818,31 @@ static grpc_status_code g_message(void *ud, lip_rpc_call *c, void *state, const 
     return GRPC_STATUS_OK;
 }
 
-static void g_output(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg, size_t len)
+/* lip_auth_keep_fn over the call's key. */
+static bool keep_avatar(void *ud, const uint8_t *id, size_t len)
+{
+    const key_ent *k = ud;
+    char s[LIP_AUTH_ID_MAX + 8];
+    if (len >= sizeof s || memchr(id, 0, len)) return k->all;
+    memcpy(s, id, len);
+    s[len] = 0;
+    return key_allows(k, s);
+}
+
+static size_t g_output(void *ud, lip_rpc_call *c, void *state, uint8_t *msg, size_t len)
 {
     (void)ud;
     (void)c;
     call_st *cs = state;
     const policy *pol = cs->pol;
-    if (!pol) return;
+    if (!pol) return len;
+    if (pol->list[0] && !cs->k->all) {
+        long nl = lip_auth_pb_filter(msg, len, pol->list[0], pol->list[1], pol->list[2],
+                                     keep_avatar, (void *)cs->k);
+        /* Our own services make these messages; one that does not parse is sent empty rather
+         * than unfiltered (fail closed). */
+        return nl >= 0 ? (size_t)nl : 0;
+    }
     long n = 0;
     if (pol->resp) {
         int r = lip_auth_pb_count(msg, len, pol->resp);
@@ -825,12 +850,13 @@ static void g_output(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg,
     } else if (pol->req) {
         n = cs->req_frames;
     }
-    if (n <= 0) return;
+    if (n <= 0) return len;
     atomic_fetch_add(&cs->frames, n);
     limiter *l = cs->k->lim;
     pthread_mutex_lock(&l->mu);
     if (cs->k->fps > 0) lip_auth_bucket_charge(&l->b, (double)n);
     pthread_mutex_unlock(&l->mu);
+    return len;
 }
 
 static void g_end(void *ud, lip_rpc_call *c, void *state, grpc_status_code code, const char *msg)

@@ -109,5 +109,14 @@ int lip_auth_pb_string(const uint8_t *msg, size_t len, const uint32_t *path, int
 int lip_auth_pb_count(const uint8_t *msg, size_t len, uint32_t f);
 /* The last varint value of top-level field f into *v: 1 found, 0 absent, LIP_EFORMAT. */
 int lip_auth_pb_varint(const uint8_t *msg, size_t len, uint32_t f, uint64_t *v);
+/* Whether a listed id (len bytes, not NUL-terminated) stays in a filtered response. */
+typedef bool (*lip_auth_keep_fn)(void *ud, const uint8_t *id, size_t len);
+/* Filters a response in place: drops each occurrence of top-level field `field` whose id (the
+ * value itself when sub is 0, else its string field sub) keep() refuses, and when count_field is
+ * non-zero lowers that varint field to the number of elements left if it was higher. Every other
+ * field is copied unchanged. Returns the new length, or LIP_EFORMAT (msg unchanged) when msg is
+ * not well-formed protobuf. Pure. */
+long lip_auth_pb_filter(uint8_t *msg, size_t len, uint32_t field, uint32_t sub,
+                        uint32_t count_field, lip_auth_keep_fn keep, void *ud);
 
 #endif

@@ -175,3 +175,71 @@ int lip_auth_pb_varint(const uint8_t *msg, size_t len, uint32_t f, uint64_t *out
     }
     return found;
 }
+
+/* Writes v as a varint at out; returns its length (1-10). */
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        uint8_t b = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        out[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+    } while (v);
+    return n;
+}
+
+/* Whether one element of the filtered list stays: its id is the element itself (sub 0) or the
+ * last string field sub inside it. A malformed element does not stay. */
+static bool elem_keeps(const uint8_t *v, size_t vl, uint32_t sub, lip_auth_keep_fn keep, void *ud)
+{
+    if (!sub) return keep(ud, v, vl);
+    const uint8_t *id = NULL;
+    size_t il = 0;
+    int r = lip_auth_pb_string(v, vl, &sub, 1, &id, &il);
+    if (r < 0) return false;
+    return keep(ud, r ? id : v, r ? il : 0);
+}
+
+long lip_auth_pb_filter(uint8_t *msg, size_t len, uint32_t field, uint32_t sub,
+                        uint32_t count_field, lip_auth_keep_fn keep, void *ud)
+{
+    /* Pass 1: check the whole message and count what stays, so a count field is right wherever
+     * it stands. */
+    const uint8_t *p = msg, *end = msg + len;
+    uint64_t kept = 0;
+    while (p < end) {
+        uint32_t num;
+        int wt;
+        const uint8_t *v;
+        size_t vl;
+        uint64_t iv;
+        if (!next_field(&p, end, &num, &wt, &v, &vl, &iv)) return LIP_EFORMAT;
+        if (num == field && (wt != 2 || elem_keeps(v, vl, sub, keep, ud))) kept++;
+        if (num == count_field && wt != 0) return LIP_EFORMAT;
+    }
+    /* Pass 2: copy what stays, in place (the write position never passes the read position: a
+     * smaller count never needs a longer varint). */
+    p = msg;
+    uint8_t *w = msg;
+    while (p < end) {
+        const uint8_t *start = p;
+        uint32_t num;
+        int wt;
+        const uint8_t *v;
+        size_t vl;
+        uint64_t iv;
+        next_field(&p, end, &num, &wt, &v, &vl, &iv);
+        if (num == field && wt == 2 && !elem_keeps(v, vl, sub, keep, ud)) continue;
+        if (num == count_field && iv > kept) {
+            uint8_t tmp[24];
+            size_t n = put_varint(tmp, (uint64_t)count_field << 3);
+            n += put_varint(tmp + n, kept);
+            memcpy(w, tmp, n);
+            w += n;
+            continue;
+        }
+        memmove(w, start, (size_t)(p - start));
+        w += p - start;
+    }
+    return (long)(w - msg);
+}

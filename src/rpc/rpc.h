@@ -161,7 +161,9 @@ void lip_rpc_server_stats(lip_rpc_server *s, lip_rpc_stats *out);
  *            first message of a stream and each one lip_rpc_call_recv returns): non-OK ends
  *            the call with that status;
  *   output   every response message that leaves on success (unary response, bidi responses,
- *            lip_rpc_call_send), for counting what was served;
+ *            lip_rpc_call_send), for counting what was served; it may also shorten the message
+ *            in place (e.g. drop list entries the caller may not see) and returns the length
+ *            to send (len to send it as it is);
  *   end      exactly once per call begin accepted, with the status it ended with (the guard
  *            frees its state here).
  * Hooks run on queue, compute and session threads concurrently: they must be thread-safe and
@@ -171,7 +173,7 @@ typedef struct lip_rpc_guard {
     grpc_status_code (*begin)(void *ud, lip_rpc_call *c, void **state, lip_err *err);
     grpc_status_code (*message)(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg,
                                 size_t len, lip_err *err);
-    void (*output)(void *ud, lip_rpc_call *c, void *state, const uint8_t *msg, size_t len);
+    size_t (*output)(void *ud, lip_rpc_call *c, void *state, uint8_t *msg, size_t len);
     void (*end)(void *ud, lip_rpc_call *c, void *state, grpc_status_code code, const char *msg);
 } lip_rpc_guard;
 /* Installs g (copied; NULL removes it). LIP_EINVAL after start. Not thread-safe. */

@@ -217,7 +217,7 @@ static void finish_call(lip_rpc_call *c, grpc_status_code code, const char *msg,
     }
     if (resp && code != GRPC_STATUS_OK && !resp->data) resp = NULL;
     if (resp && code == GRPC_STATUS_OK && c->guarded && c->s->guard.output)
-        c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp->data, resp->len);
+        resp->len = c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp->data, resp->len);
     if (resp) {
         if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
         c->send_bb = bb_from_buf(resp);
@@ -428,7 +428,7 @@ static void run_handler(lip_rpc_call *c)
         return;
     }
     if (c->guarded && c->s->guard.output)
-        c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp.data, resp.len);
+        resp.len = c->s->guard.output(c->s->guard.ud, c, c->guard_state, resp.data, resp.len);
     pthread_mutex_lock(&c->mu);
     if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
     c->send_bb = bb_from_buf(&resp);
@@ -933,7 +933,7 @@ int lip_rpc_call_send(lip_rpc_call *c, lip_rpc_buf *msg, lip_err *err)
                            "deadline passed or server shutting down)");
     }
     if (c->guarded && c->s->guard.output)
-        c->s->guard.output(c->s->guard.ud, c, c->guard_state, msg->data, msg->len);
+        msg->len = c->s->guard.output(c->s->guard.ud, c, c->guard_state, msg->data, msg->len);
     grpc_byte_buffer *bb = bb_from_buf(msg);
     if (c->send_inflight) {
         c->sq[(c->sq_head + c->sq_n) % STREAM_SQ_MAX] = bb;
