@@ -74,11 +74,6 @@ static void usage(FILE *f) {
          "level 1\n");
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* The same synthetic "video frame" as `bench image`: smooth shading,
  * mid-frequency texture, hard edges and a little sensor noise. */
 static void synthetic(lip_image *im) {
@@ -143,7 +138,7 @@ static void restore(lip_image *fr, const lip_image *bg, const int r[4]) {
 static void report(int k, double *t, int n, size_t bytes) {
   if (n <= 0)
     return;
-  qsort(t, (size_t)n, sizeof *t, cmp_d);
+  qsort(t, (size_t)n, sizeof *t, lip_cli_cmp_double);
   int p99 = (int)ceil(0.99 * n) - 1;
   printf("case=%s frames=%d median_ms=%.3f p99_ms=%.3f min_ms=%.3f kb=%.1f\n",
          case_names[k], n, n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]),

@@ -34,12 +34,6 @@ static void usage(FILE *f)
                "  composite_jpeg  paste_feather + jpeg_q75 (target <= 3 ms)\n");
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Background with the statistics of a video frame: smooth shading, mid-frequency texture, hard
  * edges and a little sensor noise (JPEG size and speed depend on the content). */
 static void background(lip_image *im)
@@ -71,7 +65,7 @@ static void model_output(float *o, int frame)
 static void report(int k, double *t, int n, double extra, const char *extra_name)
 {
     if (n <= 0) return;
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    qsort(t, (size_t)n, sizeof *t, lip_cli_cmp_double);
     int p99 = (int)ceil(0.99 * n) - 1;
     printf("case=%s frames=%d median_ms=%.3f p99_ms=%.3f min_ms=%.3f", case_names[k], n,
            n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]), t[LIP_MAX(p99, 0)], t[0]);

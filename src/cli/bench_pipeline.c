@@ -29,12 +29,6 @@ static void usage(FILE *f)
             "  composite paste (feather) + JPEG encode of one 1280x720 frame on one core\n");
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int lip_bench_pipeline(int argc, char **argv)
 {
     if (lip_cli_wants_help(argc, argv)) {
@@ -64,10 +58,7 @@ int lip_bench_pipeline(int argc, char **argv)
         case 'b':
         case 'f':
         case 't':
-            if (lip_parse_long(optarg, c == 't' ? 0 : 1, c == 'b' ? 64 : 100000, &v)) {
-                lip_cli_fail("bench", "bad number '%s'", optarg);
-                return 2;
-            }
+            if (lip_cli_bench_long(optarg, c == 't' ? 0 : 1, c == 'b' ? 64 : 100000, &v)) return 2;
             if (c == 'b') batch = (int)v;
             else if (c == 'f') frames = (int)v;
             else threads = (int)v;
@@ -78,8 +69,6 @@ int lip_bench_pipeline(int argc, char **argv)
     if (frames < batch) frames = batch;
     frames = frames / batch * batch;
     lip_err err = {0};
-    lip_avatar_opts ao = lip_avatar_opts_default();
-    ao.engine.provider = provider;
     /* Paths in lip_avatar_paths are relative to the avatar directory: make ours absolute. */
     char model_abs[4096];
     if (!realpath(model, model_abs)) {
@@ -89,15 +78,12 @@ int lip_bench_pipeline(int argc, char **argv)
     lip_avatar_paths ap = {.unet = model_abs};
     lip_pipeline_opts po = lip_pipeline_opts_default();
     po.encoder_path = encp;
-    po.encoder_engine.provider = provider;
     po.threads = threads;
-    po.slots = 1;
     po.chunk_frames = batch;
-    lip_avatar *av = lip_avatar_load(avdir, "bench", &ap, &ao, &err);
-    lip_pipeline *pl = av ? lip_pipeline_new(&po, &err) : NULL;
-    if (!av || !pl) {
+    lip_avatar *av;
+    lip_pipeline *pl;
+    if (lip_cli_avatar_pipeline(avdir, "bench", &ap, provider, &po, &av, &pl, &err)) {
         lip_cli_fail("bench", "%s", err.msg);
-        lip_avatar_unref(av);
         return 1;
     }
     char mach[256];
@@ -245,9 +231,9 @@ int lip_bench_pipeline(int argc, char **argv)
             }
         }
         if (!rc) {
-            qsort(ts, N, sizeof(double), cmp_d);
-            qsort(tp, N, sizeof(double), cmp_d);
-            qsort(tsp, N, sizeof(double), cmp_d);
+            qsort(ts, N, sizeof(double), lip_cli_cmp_double);
+            qsort(tp, N, sizeof(double), lip_cli_cmp_double);
+            qsort(tsp, N, sizeof(double), lip_cli_cmp_double);
             printf("%-10s frame=%dx%d preprocess_ms_p50=%.3f paste_jpeg_ms_p50=%.3f p99=%.3f "
                    "paste_splice_ms_p50=%.3f p99=%.3f jpeg_kb=%.1f spliced_kb=%.1f (one core)\n",
                    "composite", W, H, tp[N / 2], ts[N / 2], ts[N * 99 / 100], tsp[N / 2],

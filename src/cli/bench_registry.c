@@ -109,10 +109,7 @@ int lip_bench_registry(int argc, char **argv)
         case 'n':
         case 'm':
         case 'r':
-            if (lip_parse_long(optarg, 1, 1000000, &v)) {
-                lip_cli_fail("bench", "bad number '%s'", optarg);
-                return 2;
-            }
+            if (lip_cli_bench_long(optarg, 1, 1000000, &v)) return 2;
             if (c == 'n') navatars = (int)v;
             else if (c == 'm') max_models = (int)v;
             else nreq = (int)v;

@@ -12,11 +12,7 @@
 #include "rpc/rpc.h"
 #include "service/service.h"
 
-#include "monolithic.pb-c.h"
-
 #include <getopt.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,89 +20,16 @@
 #define MAX_INFERENCE 8
 
 typedef struct sep_bench {
-    int batch, requests;
-    lip_rpc_client **clients; /* one per client thread and target */
+    lip_rpc_client **clients; /* the case's target: one connection per client thread */
     const char *path;
     const uint8_t *req;
     size_t req_len;
 } sep_bench;
 
-typedef struct sep_worker {
-    sep_bench *b;
-    lip_rpc_client *cl;
-    double *lat;
-    int failures;
-    char errmsg[LIP_ERRMSG_MAX];
-} sep_worker;
-
-static void *sep_worker_main(void *p)
+static int sep_call(void *arg, int thread, char *why, size_t why_len)
 {
-    sep_worker *w = p;
-    for (int i = 0; i < w->b->requests; i++) {
-        double t0 = lip_time_ms();
-        lip_rpc_buf r = {0};
-        lip_rpc_status st = {0};
-        lip_err err = {0};
-        int rc = lip_rpc_client_unary(w->cl, w->b->path, w->b->req, w->b->req_len, 120000, &r,
-                                      &st, &err);
-        lip_free(r.data);
-        if (rc || st.code != GRPC_STATUS_OK) {
-            w->failures++;
-            snprintf(w->errmsg, sizeof w->errmsg, "%s", rc ? err.msg : st.details);
-        }
-        w->lat[i] = lip_time_ms() - t0;
-    }
-    return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double percentile(const double *v, int n, double p)
-{
-    int i = (int)ceil(p / 100.0 * n) - 1;
-    return v[LIP_MAX(0, LIP_MIN(n - 1, i))];
-}
-
-/* conc threads, each on its own connection (clients[0..conc-1]), requests calls each. */
-static int run_case(sep_bench *b, const char *name, lip_rpc_client **clients, int conc)
-{
-    sep_worker *w = lip_calloc((size_t)conc, sizeof *w);
-    pthread_t *th = lip_calloc((size_t)conc, sizeof *th);
-    double *all = lip_calloc((size_t)conc * (size_t)b->requests, sizeof *all);
-    int rc = 1;
-    if (!w || !th || !all) goto out;
-    double t0 = lip_time_ms();
-    int started = 0;
-    for (int i = 0; i < conc; i++) {
-        w[i] = (sep_worker){.b = b, .cl = clients[i], .lat = all + (size_t)i * b->requests};
-        if (pthread_create(&th[i], NULL, sep_worker_main, &w[i]) != 0) break;
-        started++;
-    }
-    int fails = 0;
-    const char *msg = "";
-    for (int i = 0; i < started; i++) {
-        pthread_join(th[i], NULL);
-        fails += w[i].failures;
-        if (w[i].failures) msg = w[i].errmsg;
-    }
-    double wall = lip_time_ms() - t0;
-    int n = started * b->requests;
-    if (n == 0) goto out;
-    qsort(all, (size_t)n, sizeof *all, cmp_double);
-    printf("%-11s %-8d %-6d %10.2f %10.1f %10.1f %8d%s%s\n", name, conc, b->batch,
-           1000.0 * (n - fails) * b->batch / wall, percentile(all, n, 50),
-           percentile(all, n, 99), fails, fails ? "  # " : "", msg);
-    fflush(stdout);
-    rc = 0;
-out:
-    lip_free(w);
-    lip_free(th);
-    lip_free(all);
-    return rc;
+    sep_bench *b = arg;
+    return lip_cli_bench_unary(b->clients[thread], b->path, b->req, b->req_len, why, why_len);
 }
 
 static void usage(FILE *f)
@@ -117,25 +40,6 @@ static void usage(FILE *f)
             "                               [--encoder models/audio_encoder.onnx]\n"
             "Separated (compositing -> round_robin -> N inference servers) versus monolithic,\n"
             "all on loopback in this process; batch 1-25 (the compositing limit).\n");
-}
-
-/* One server: a service with opts so, the named service registered, started on a free
- * loopback port. */
-static int start_server(const lip_service_opts *so, const char *service, int threads, int queued,
-                        lip_service **sv, lip_rpc_server **srv, lip_err *err)
-{
-    lip_rpc_opts ro = lip_rpc_opts_default();
-    ro.host = "127.0.0.1";
-    ro.port = 0;
-    ro.compute_threads = threads;
-    ro.max_queued = queued;
-    lip_service_opts o = *so;
-    o.pipeline_slots = threads;
-    if (!(*sv = lip_service_new(&o, err)) || !(*srv = lip_rpc_server_new(&ro, err)) ||
-        lip_service_register(*sv, *srv, service, err) || lip_rpc_server_start(*srv, err))
-        return err->code ? err->code : LIP_EINTERNAL;
-    lip_service_update_health(*sv, *srv);
-    return 0;
 }
 
 int lip_bench_separated(int argc, char **argv)
@@ -179,18 +83,8 @@ int lip_bench_separated(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    int levels[16], nlev = 0, maxc = 1;
-    char list[128];
-    lip_strlcpy(list, clients_arg, sizeof list);
-    for (char *save = NULL, *t = strtok_r(list, ",", &save); t && nlev < 16;
-         t = strtok_r(NULL, ",", &save)) {
-        if (lip_parse_long(t, 1, 64, &v)) {
-            lip_cli_fail("bench", "bad client count '%s' (1-64)", t);
-            return 2;
-        }
-        levels[nlev++] = (int)v;
-        maxc = LIP_MAX(maxc, (int)v);
-    }
+    int levels[16], nlev, maxc;
+    if (lip_cli_bench_clients(clients_arg, 64, levels, 16, &nlev, &maxc)) return 2;
     lip_rpc_tune_malloc();
     lip_err err = {0};
     int rc = 1;
@@ -210,8 +104,8 @@ int lip_bench_separated(int argc, char **argv)
     so.encoder_path = encoder;
     char url[512] = "ipv4:";
     for (int i = 0; i < ninf; i++) {
-        if (start_server(&so, "inference.InferenceService", threads, maxc, &inf_sv[i],
-                         &inf_srv[i], &err)) {
+        if (lip_cli_bench_server(&so, "inference.InferenceService", threads, maxc, &inf_sv[i],
+                                 &inf_srv[i], &err)) {
             lip_cli_fail("bench", "inference server %d: %s", i, err.msg);
             goto out;
         }
@@ -225,31 +119,21 @@ int lip_bench_separated(int argc, char **argv)
     co.inference_timeout_ms = 120000;
     co.inference_max_retries = 3;
     co.background_cache_frames = 600;
-    if (start_server(&co, "compositing.CompositingService", threads, maxc, &comp_sv, &comp_srv,
-                     &err)) {
+    if (lip_cli_bench_server(&co, "compositing.CompositingService", threads, maxc, &comp_sv,
+                             &comp_srv, &err)) {
         lip_cli_fail("bench", "compositing server: %s", err.msg);
         goto out;
     }
-    if (start_server(&so, "monolithic.MonolithicService", threads, maxc, &mono_sv, &mono_srv,
-                     &err)) {
+    if (lip_cli_bench_server(&so, "monolithic.MonolithicService", threads, maxc, &mono_sv,
+                             &mono_srv, &err)) {
         lip_cli_fail("bench", "monolithic server: %s", err.msg);
         goto out;
     }
 
     /* The request: stream frame 8 onwards, full §1.5 context of speech-like PCM. */
-    size_t n_pcm = (size_t)(batch + 15) * 640;
-    pcm = lip_malloc(n_pcm * sizeof(float));
-    if (!pcm) goto out;
-    for (size_t i = 0; i < n_pcm; i++)
-        pcm[i] = 0.3f * (float)sin(2 * M_PI * 220.0 * (double)i / 16000.0) *
-                 (0.5f + 0.5f * (float)sin(2 * M_PI * 3.0 * (double)i / 16000.0));
-    Monolithic__CompositeBatchRequest q = MONOLITHIC__COMPOSITE_BATCH_REQUEST__INIT;
-    q.model_id = (char *)model;
-    q.raw_audio = (ProtobufCBinaryData){n_pcm * sizeof(float), (uint8_t *)pcm};
-    q.batch_size = batch;
-    q.start_frame_idx = 8;
-    q.sample_rate = 16000;
-    if (lip_rpc_pack(&q.base, &packed, &err)) goto out;
+    size_t n_pcm;
+    if (!(pcm = lip_cli_bench_speech(batch, &n_pcm))) goto out;
+    if (lip_cli_bench_request(model, batch, pcm, n_pcm, NULL, 0, &packed, &err)) goto out;
     char ct[64], mt[64];
     snprintf(ct, sizeof ct, "127.0.0.1:%d", lip_rpc_server_port(comp_srv));
     snprintf(mt, sizeof mt, "127.0.0.1:%d", lip_rpc_server_port(mono_srv));
@@ -259,8 +143,7 @@ int lip_bench_separated(int argc, char **argv)
             lip_cli_fail("bench", "%s", err.msg);
             goto out;
         }
-    sep_bench b = {.batch = batch, .requests = requests, .req = packed.data,
-                   .req_len = packed.len};
+    sep_bench b = {.req = packed.data, .req_len = packed.len};
 
     /* Warm-up: each path once per connection (and every backend through round_robin). */
     static const char comp_path[] = "/compositing.CompositingService/InferBatchComposite";
@@ -288,13 +171,14 @@ int lip_bench_separated(int argc, char **argv)
     printf("# bench separated: model %s, batch %d, %d requests per client, %d inference "
            "servers, %d compute threads per server, commit %s\n# machine: %s\n",
            model, batch, requests, ninf, threads, LIP_GIT_REV, machine);
-    printf("%-11s %-8s %-6s %10s %10s %10s %8s\n", "case", "clients", "batch", "frames/s",
-           "p50_ms", "p99_ms", "failed");
+    lip_cli_bench_case_header(11);
     for (int i = 0; i < nlev; i++) {
         b.path = comp_path;
-        run_case(&b, "separated", comp_cl, levels[i]);
+        b.clients = comp_cl;
+        lip_cli_bench_case("separated", 11, levels[i], requests, batch, sep_call, &b);
         b.path = mono_path;
-        run_case(&b, "monolithic", mono_cl, levels[i]);
+        b.clients = mono_cl;
+        lip_cli_bench_case("monolithic", 11, levels[i], requests, batch, sep_call, &b);
     }
     lip_service_remote_stats_get(comp_sv, &rs1);
     double frames = (double)(rs1.frames - rs0.frames);

@@ -11,7 +11,6 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 static void usage(FILE *f)
 {
@@ -28,34 +27,6 @@ static void usage(FILE *f)
             "  --encoder  audio encoder ONNX model (default models/audio_encoder.onnx)\n"
             "At least one of --out and --mel is required. M = 1 + samples/200,\n"
             "L = int((M-16)/80*25) + 2; at least 3000 samples (0.19 s) are needed for --out.\n");
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcasecmp(s + a - b, suf) == 0;
-}
-
-/* Loads --in: a .npy of float PCM (16 kHz assumed) or a WAV. */
-static int load_input(const char *path, float **pcm, size_t *n, lip_err *err)
-{
-    if (!ends_with(path, ".npy")) return lip_audio_wav_load(path, pcm, n, err);
-    lip_npy a;
-    int rc = lip_npy_load(path, &a, err);
-    if (rc) return lip_err_prefix(err, "%s", path);
-    if (a.ndim != 1 || (a.dtype != LIP_DT_F32 && a.dtype != LIP_DT_F64)) {
-        lip_npy_free(&a);
-        return lip_err_set(err, LIP_EFORMAT, "%s: a PCM .npy must be a 1-D float32/float64 array "
-                           "of 16 kHz samples, got %d-D", path, a.ndim);
-    }
-    rc = lip_npy_to_f32(&a, err);
-    if (rc) {
-        lip_npy_free(&a);
-        return rc;
-    }
-    *pcm = a.data;
-    *n = a.count;
-    return 0;
 }
 
 static int features(int argc, char **argv)
@@ -104,7 +75,8 @@ static int features(int argc, char **argv)
     int M = 0, nrows = 0, rc = 1;
     lip_engine *enc = NULL;
     double t0 = lip_time_ms();
-    if (load_input(in, &pcm, &n, &err)) goto fail;
+    /* --in: a .npy of float PCM (16 kHz assumed) or a WAV. */
+    if (lip_cli_load_audio(in, LIP_CLI_AUDIO_NPY, &pcm, &n, &err)) goto fail;
     if (lip_audio_mel(pcm, n, &mel, &M, &err)) goto fail;
     double t_mel = lip_time_ms();
     if (mel_out) {

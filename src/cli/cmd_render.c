@@ -50,12 +50,6 @@ static void progress(int done, int total, double t0)
     fflush(stderr);
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcasecmp(s + a - b, suf) == 0;
-}
-
 int lip_cli_render(int argc, char **argv)
 {
     if (lip_cli_wants_help(argc, argv)) {
@@ -133,8 +127,9 @@ int lip_cli_render(int argc, char **argv)
         lip_cli_fail("render", "--avatar, --audio and --out are required (see --help)");
         return 2;
     }
-    bool to_dir = ends_with(out, "/") || lip_dir_exists(out);
-    if (!to_dir && !ends_with(out, ".mp4") && !ends_with(out, ".mkv") && !ends_with(out, ".mov")) {
+    bool to_dir = lip_cli_ends_with(out, "/") || lip_dir_exists(out);
+    if (!to_dir && !lip_cli_ends_with(out, ".mp4") && !lip_cli_ends_with(out, ".mkv") &&
+        !lip_cli_ends_with(out, ".mov")) {
         lip_cli_fail("render", "--out must end in .mp4/.mkv/.mov or '/' for an image sequence: %s", out);
         return 2;
     }
@@ -151,26 +146,21 @@ int lip_cli_render(int argc, char **argv)
     double t0 = lip_time_ms();
 
     /* Audio: our WAV parser first; other containers through FFmpeg. */
-    if (ends_with(audio_path, ".wav") ? lip_audio_wav_load(audio_path, &pcm, &n, &err)
-                                      : lip_media_load_audio(audio_path, &pcm, &n, &err)) {
+    if (lip_cli_load_audio(audio_path, LIP_CLI_AUDIO_FFMPEG, &pcm, &n, &err)) {
         lip_cli_fail("render", "%s", err.msg);
         return 1;
     }
     lip_pipeline_opts po = lip_pipeline_opts_default();
     po.encoder_path = enc_path;
-    po.encoder_engine.provider = provider;
     po.threads = threads;
-    po.slots = 1;
     po.paste_mode = paste;
     po.jpeg_quality = quality;
     po.chunk_frames = LIP_MIN(batch, 8);
     po.incremental_jpeg = po.incremental_png = !full_encode;
-    lip_avatar_opts ao = lip_avatar_opts_default();
-    ao.engine.provider = provider;
     const char *base = strrchr(avatar_dir, '/');
     char id[80];
     lip_strlcpy(id, base && base[1] ? base + 1 : avatar_dir, sizeof id);
-    if (!(av = lip_avatar_load(avatar_dir, id, NULL, &ao, &err)) || !(pl = lip_pipeline_new(&po, &err))) {
+    if (lip_cli_avatar_pipeline(avatar_dir, id, NULL, provider, &po, &av, &pl, &err)) {
         lip_cli_fail("render", "%s", err.msg);
         goto done;
     }
