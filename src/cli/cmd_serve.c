@@ -342,10 +342,10 @@ int lip_cli_serve(int argc, char **argv)
         if (cfg->gateway.web_root[0]) go.web_root = cfg->gateway.web_root;
         else if (lip_gateway_find_web_root(web, sizeof web, &err) == 0) go.web_root = web;
         else lip_log_warn("serve: %s (the page is not served; /ws still is)", err.msg);
-        if (cfg->server.tls_cert[0])
-            lip_log_warn("serve: the gateway calls the gRPC port on loopback in plaintext, but "
-                         "server.tls_cert is set: browser sessions will fail (UNAVAILABLE); "
-                         "run the gateway beside a plaintext listener (docs/SECURITY.md)");
+        go.tls_ca = cfg->gateway.tls_ca; /* config validation: set when server.tls_cert is */
+        go.tls_cert = cfg->gateway.tls_cert;
+        go.tls_key = cfg->gateway.tls_key;
+        go.tls_target_name = cfg->gateway.tls_target_name;
         if (!(gw = lip_gateway_start(&go, &err))) {
             lip_cli_fail("serve", "%s", err.msg);
             goto out;

@@ -178,6 +178,14 @@ static const lip_config_key keys[] = {
     K_STR("gateway.web_root", gateway.web_root, "", false, 0,
           "directory of the web page's files; \"\" = web/ of the source tree, else "
           "/usr/share/lipsync/web"),
+    K_STR("gateway.tls_ca", gateway.tls_ca, "", false, 0,
+          "PEM CA file the gateway trusts for this server's certificate when it calls the gRPC "
+          "port over TLS (needed with server.tls_cert)"),
+    K_STR("gateway.tls_cert", gateway.tls_cert, "", false, 0,
+          "PEM client certificate the gateway presents (needed with server.tls_client_ca)"),
+    K_STR("gateway.tls_key", gateway.tls_key, "", false, 0, "PEM key of gateway.tls_cert"),
+    K_STR("gateway.tls_target_name", gateway.tls_target_name, "", false, 0,
+          "name checked in the server's certificate; \"\" = 127.0.0.1 (the address dialled)"),
 
     K_STR("auth.keys_file", auth.keys_file, "", false, 0,
           "JSON file of API keys (SHA-256 hashes, roles, avatars; docs/SECURITY.md), reloaded "
@@ -1092,6 +1100,18 @@ int lip_config_validate(const lip_config *cfg, lip_err *err)
         return cfg_fail(err, LIP_EINVAL, NULL, "server.tls_client_ca",
                         "needs server.tls_cert and server.tls_key (client certificates are "
                         "checked only over TLS)");
+    if (!cfg->gateway.tls_cert[0] != !cfg->gateway.tls_key[0])
+        return cfg_fail(err, LIP_EINVAL, NULL, cfg->gateway.tls_cert[0] ? "gateway.tls_key" :
+                                                                         "gateway.tls_cert",
+                        "gateway.tls_cert and gateway.tls_key go together");
+    if (cfg->gateway.port && cfg->server.tls_cert[0] && !cfg->gateway.tls_ca[0])
+        return cfg_fail(err, LIP_EINVAL, NULL, "gateway.tls_ca",
+                        "needed with server.tls_cert and gateway.port: the gateway calls this "
+                        "server's gRPC port over TLS and must trust its certificate");
+    if (cfg->gateway.port && cfg->server.tls_client_ca[0] && !cfg->gateway.tls_cert[0])
+        return cfg_fail(err, LIP_EINVAL, NULL, "gateway.tls_cert",
+                        "needed with server.tls_client_ca and gateway.port: the gateway must "
+                        "present a client certificate of that CA");
     int n = cfg->gpus.count;
     if (n > 0 && cfg->onnx.device_id >= n)
         return cfg_fail(err, LIP_EINVAL, NULL, "onnx.device_id",

@@ -145,6 +145,10 @@ typedef struct lip_config {
     struct {
         int port;                 /* 0 = off */
         char *web_root;           /* "" = found next to the binary or in /usr/share */
+        char *tls_ca;             /* "" = plaintext to the gRPC port */
+        char *tls_cert;           /* client certificate (mTLS); "" = none */
+        char *tls_key;
+        char *tls_target_name;    /* "" = the dialled address */
     } gateway;
     struct {
         char *keys_file;          /* "" = no authentication */

@@ -61,6 +61,7 @@ struct lip_gateway {
     char host[64];
     char web_root[1024];
     char tts[1024];                      /* "" = no TTS */
+    char tls_ca[1024], tls_cert[1024], tls_key[1024], tls_name[256]; /* "" = none */
     atomic_int stopping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -310,13 +311,24 @@ static void reap_stream(sess *s, bool cancel)
 }
 
 /* ---- WebSocket -> gRPC ---------------------------------------------------------------------- */
+/* The options of every session's channel to the gRPC port. */
+static lip_rpc_client_opts client_opts(const lip_gateway *g)
+{
+    lip_rpc_client_opts o = lip_rpc_client_opts_default();
+    o.max_msg_bytes = 64 << 20;
+    o.tls_ca = g->tls_ca[0] ? g->tls_ca : NULL;
+    o.tls_cert = g->tls_cert[0] ? g->tls_cert : NULL;
+    o.tls_key = g->tls_key[0] ? g->tls_key : NULL;
+    o.tls_target_name = g->tls_name[0] ? g->tls_name : NULL;
+    return o;
+}
+
 static int ensure_client(sess *s, lip_err *err)
 {
     if (s->cli) return 0;
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", s->g->grpc_port);
-    lip_rpc_client_opts o = lip_rpc_client_opts_default();
-    o.max_msg_bytes = 64 << 20;
+    lip_rpc_client_opts o = client_opts(s->g);
     o.api_key = s->api_key[0] ? s->api_key : NULL;
     s->cli = lip_rpc_client_new_opts(target, &o, err);
     return s->cli ? 0 : err->code;
@@ -989,6 +1001,32 @@ lip_gateway *lip_gateway_start(const lip_gateway_opts *o, lip_err *err)
     g->grpc_port = o->grpc_port;
     g->max_conn = o->max_connections > 0 ? o->max_connections : 32;
     lip_strlcpy(g->host, host, sizeof g->host);
+    struct { char *dst; size_t n; const char *src, *what; } tls[] = {
+        {g->tls_ca, sizeof g->tls_ca, o->tls_ca, "TLS CA path"},
+        {g->tls_cert, sizeof g->tls_cert, o->tls_cert, "TLS certificate path"},
+        {g->tls_key, sizeof g->tls_key, o->tls_key, "TLS key path"},
+        {g->tls_name, sizeof g->tls_name, o->tls_target_name, "TLS target name"}};
+    for (size_t i = 0; i < LIP_ARRAY_LEN(tls); i++) {
+        if (tls[i].src && strlen(tls[i].src) >= tls[i].n) {
+            lip_free(g);
+            lip_err_set(err, LIP_EINVAL, "gateway: %s longer than %zu bytes", tls[i].what,
+                        tls[i].n - 1);
+            return NULL;
+        }
+        if (tls[i].src) lip_strlcpy(tls[i].dst, tls[i].src, tls[i].n);
+    }
+    if (g->tls_ca[0] || g->tls_cert[0]) { /* read the PEM files now: a bad one fails start-up */
+        char target[64];
+        snprintf(target, sizeof target, "127.0.0.1:%d", g->grpc_port);
+        lip_rpc_client_opts co = client_opts(g);
+        lip_rpc_client *probe = lip_rpc_client_new_opts(target, &co, err);
+        if (!probe) {
+            lip_err_prefix(err, "gateway: ");
+            lip_free(g);
+            return NULL;
+        }
+        lip_rpc_client_free(probe);
+    }
     if (o->web_root && *o->web_root) {
         if (strlen(o->web_root) >= sizeof g->web_root) {
             lip_free(g);

@@ -41,6 +41,10 @@ typedef struct lip_gateway_opts {
     const char *web_root;    /* directory of index.html/app.js; NULL/"" = no static files */
     const char *tts_path;    /* espeak-ng executable; NULL = look it up on PATH; "" = no TTS */
     int max_connections;     /* WebSocket + HTTP connections at once; default 32 */
+    /* TLS to the gRPC port (lip_rpc_client_opts): with tls_ca the gateway's calls use TLS and
+     * check the server's certificate (for tls_target_name, default the dialled 127.0.0.1);
+     * tls_cert/tls_key present a client certificate (mTLS). Paths are read at start. */
+    const char *tls_ca, *tls_cert, *tls_key, *tls_target_name;
 } lip_gateway_opts;
 
 lip_gateway_opts lip_gateway_opts_default(void);

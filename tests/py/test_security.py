@@ -265,9 +265,12 @@ def tls():
 
 @test
 def mtls():
+    gw_port = free_port()
     p, port, _, ok = start_server(
         "mtls", ["--server.tls_cert", P("server.pem"), "--server.tls_key", P("server.key"),
-                 "--server.tls_client_ca", P("ca.pem")],
+                 "--server.tls_client_ca", P("ca.pem"), "--gateway.port", str(gw_port),
+                 "--gateway.tls_ca", P("ca.pem"), "--gateway.tls_cert", P("client.pem"),
+                 "--gateway.tls_key", P("client.key")],
         lambda port: secure_channel(port, "ca.pem", "client.pem", "client.key"))
     check("mTLS server starts and serves a client with a certificate of its CA", ok)
     if not ok:
@@ -284,6 +287,24 @@ def mtls():
                         "--timeout", "5000"], capture_output=True, text=True)
     check("lipsync client --tls-cert/--tls-key: health over mTLS exits 0", r.returncode == 0,
           r.stdout + r.stderr)
+    # The browser gateway is a gRPC client of this mTLS port: its sessions list avatars and
+    # stream frames through it.
+    import websocket
+    ws = websocket.create_connection("ws://127.0.0.1:%d/ws" % gw_port, timeout=20)
+    ws.send(json.dumps({"type": "list"}))
+    m = json.loads(ws.recv())
+    check("gateway over mTLS: list answers the avatars",
+          m.get("type") == "avatars" and "t1" in [a["id"] for a in m.get("avatars", [])], str(m))
+    ws.send(json.dumps({"type": "open"}))
+    frames, t_end = 0, time.time() + 20
+    while frames < 5 and time.time() < t_end:
+        op, data = ws.recv_data()
+        if op == websocket.ABNF.OPCODE_BINARY and data[:4] == b"LSF1":
+            frames += 1
+        elif op == websocket.ABNF.OPCODE_TEXT and json.loads(data.decode()).get("type") == "error":
+            break
+    ws.close()
+    check("gateway over mTLS: a stream delivers frames", frames >= 5, "%d frames" % frames)
     stop(p)
 
 
@@ -294,6 +315,19 @@ def tls_bad_config():
                         P("missing.key")], capture_output=True, text=True, timeout=60)
     check("TLS: a missing key file stops start-up with a message naming it",
           r.returncode != 0 and "missing.key" in r.stderr, "rc %d %s" % (r.returncode, r.stderr))
+    r = subprocess.run([BIN, "serve", "--port", str(free_port()), "--models-root", root,
+                        "--server.tls_cert", P("server.pem"), "--server.tls_key",
+                        P("server.key"), "--gateway.port", str(free_port())],
+                       capture_output=True, text=True, timeout=60)
+    check("TLS server with the gateway on but no gateway.tls_ca: refused, naming the key",
+          r.returncode != 0 and "gateway.tls_ca" in r.stderr, "rc %d %s" % (r.returncode, r.stderr))
+    r = subprocess.run([BIN, "serve", "--port", str(free_port()), "--models-root", root,
+                        "--server.tls_cert", P("server.pem"), "--server.tls_key",
+                        P("server.key"), "--gateway.port", str(free_port()),
+                        "--gateway.tls_ca", P("nope.pem")],
+                       capture_output=True, text=True, timeout=60)
+    check("gateway.tls_ca that does not exist: start-up fails naming the file",
+          r.returncode != 0 and "nope.pem" in r.stderr, "rc %d %s" % (r.returncode, r.stderr))
 
 
 # ---- API keys, tenants, limits, audit -----------------------------------------------------------
