@@ -66,6 +66,10 @@ int lip_cli_load_audio(const char *path, int kinds, float **pcm, size_t *n, stru
 int lip_cli_avatar_pipeline(const char *dir, const char *id, const struct lip_avatar_paths *ap,
                             const char *provider, const struct lip_pipeline_opts *po,
                             struct lip_avatar **av, struct lip_pipeline **pl, struct lip_err *err);
+/* The value of a flag that takes one of two words: 0 for a, 1 for b, or -1 after printing
+ * "lipsync <cmd>: --<flag> takes <a> or <b>, not '<arg>'". */
+int lip_cli_choice(const char *cmd, const char *flag, const char *arg, const char *a,
+                   const char *b);
 /* qsort comparator: doubles, ascending. */
 int lip_cli_cmp_double(const void *a, const void *b);
 /* The p-th percentile (nearest rank) of n >= 1 sorted values. */

@@ -73,15 +73,12 @@ int lip_cli_model(int argc, char **argv)
             break;
         case 'o': out = optarg; break;
         case 'p': eo.provider = optarg; break;
-        case 'c':
-            kind = strcmp(optarg, "unet") == 0      ? LIP_MODEL_UNET
-                   : strcmp(optarg, "encoder") == 0 ? LIP_MODEL_AUDIO_ENCODER
-                                                    : -1;
-            if (kind < 0) {
-                lip_cli_fail("model", "--check takes unet or encoder, not '%s'", optarg);
-                return 2;
-            }
+        case 'c': {
+            int k = lip_cli_choice("model", "check", optarg, "unet", "encoder");
+            if (k < 0) return 2;
+            kind = k == 0 ? LIP_MODEL_UNET : LIP_MODEL_AUDIO_ENCODER;
             break;
+        }
         default: usage(stderr); return 2;
         }
     }

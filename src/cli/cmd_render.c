@@ -70,7 +70,7 @@ int lip_cli_render(int argc, char **argv)
         {"provider", required_argument, 0, 'p'}, {"crf", required_argument, 0, 'c'},
         {"quiet", no_argument, 0, 'Q'},        {"full-encode", no_argument, 0, 'F'},
         {0, 0, 0, 0}};
-    int c;
+    int c, k;
     long v;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -80,25 +80,16 @@ int lip_cli_render(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'e': enc_path = optarg; break;
         case 'f':
-            if (strcmp(optarg, "jpeg") && strcmp(optarg, "png")) {
-                lip_cli_fail("render", "--format takes jpeg or png, not '%s'", optarg);
-                return 2;
-            }
+            if (lip_cli_choice("render", "format", optarg, "jpeg", "png") < 0) return 2;
             fmt = optarg;
             break;
         case 'P':
-            if (strcmp(optarg, "exact") && strcmp(optarg, "feather")) {
-                lip_cli_fail("render", "--paste takes exact or feather, not '%s'", optarg);
-                return 2;
-            }
-            paste = strcmp(optarg, "exact") == 0 ? LIP_PIPE_PASTE_EXACT : LIP_PIPE_PASTE_FEATHER;
+            if ((k = lip_cli_choice("render", "paste", optarg, "exact", "feather")) < 0) return 2;
+            paste = k == 0 ? LIP_PIPE_PASTE_EXACT : LIP_PIPE_PASTE_FEATHER;
             break;
         case 'O':
-            if (strcmp(optarg, "pingpong") && strcmp(optarg, "loop")) {
-                lip_cli_fail("render", "--order takes pingpong or loop, not '%s'", optarg);
-                return 2;
-            }
-            order = strcmp(optarg, "loop") == 0 ? LIP_ORDER_LOOP : LIP_ORDER_PINGPONG;
+            if ((k = lip_cli_choice("render", "order", optarg, "pingpong", "loop")) < 0) return 2;
+            order = k == 1 ? LIP_ORDER_LOOP : LIP_ORDER_PINGPONG;
             break;
         case 'p': provider = optarg; break;
         case 'Q': quiet = true; break;

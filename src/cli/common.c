@@ -73,6 +73,15 @@ int lip_cli_avatar_pipeline(const char *dir, const char *id, const lip_avatar_pa
     return 0;
 }
 
+int lip_cli_choice(const char *cmd, const char *flag, const char *arg, const char *a,
+                   const char *b)
+{
+    if (strcmp(arg, a) == 0) return 0;
+    if (strcmp(arg, b) == 0) return 1;
+    lip_cli_fail(cmd, "--%s takes %s or %s, not '%s'", flag, a, b, arg);
+    return -1;
+}
+
 int lip_cli_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
