@@ -13,67 +13,32 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import time
-import traceback
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-results = []
+from lstest import (MODELS, all_passed, channel, finish, free_port, gen_stubs, http,
+                    imports_failed, log_tail, make_avatar, run, serve, skip_all, speech,
+                    started, stop, stub, tap, tmpdir, wait_until)
+
 LIP_MAX_MESSAGE = 1 << 20  # LIP_GATEWAY_MAX_MESSAGE
 
-
-def tap(ok, name, note=""):
-    results.append(bool(ok))
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    p = sum(1 for r in results if r)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
-
 try:
-    import grpc
+    import grpc  # noqa: F401 (lstest.channel)
     import numpy as np
     import websocket
 except Exception as e:
-    print("# cannot import grpc/numpy/websocket (python3-websocket): %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy/websocket (python3-websocket)", e)
 
 for need in ("unet_tiny.onnx", "audio_encoder_tiny.onnx"):
     if not os.path.exists(os.path.join(MODELS, need)):
-        print("ok 1 - gateway # SKIP %s missing (make models)" % need)
-        print("1..1")
-        print("1 passed, 0 failed")
-        sys.exit(0)
+        skip_all("gateway", "%s missing (make models)" % need)
 
-tmp = tempfile.mkdtemp(prefix="lipsync-gw-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin"),
-                       os.path.join(ROOT, "proto", "lipsync_v1.proto")])
-sys.path.insert(0, stubs)
-import lipsync_v1_pb2 as pb  # noqa: E402
-import lipsync_v1_pb2_grpc as pbg  # noqa: E402
+tmp = tmpdir("lipsync-gw-")
+gen_stubs(tmp, "lipsync_v1")
+pb, pbg = stub("lipsync_v1")
 
 root = os.path.join(tmp, "root")
 os.makedirs(root)
-subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_avatar.py"), "--out",
-                       os.path.join(root, "t1"), "--unet", os.path.join(MODELS, "unet_tiny.onnx"),
-                       "--frames", "12"], stdout=subprocess.DEVNULL)
+make_avatar(os.path.join(root, "t1"))
 web = os.path.join(tmp, "web")
 os.makedirs(web)
 with open(os.path.join(web, "index.html"), "w") as f:
@@ -85,69 +50,23 @@ with open(os.path.join(web, ".secret"), "w") as f:
 with open(os.path.join(tmp, "outside.txt"), "w") as f:
     f.write("outside\n")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 PORT, GW = free_port(), free_port()
-log = open(os.path.join(tmp, "server.log"), "w+")
-srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT),
-                        "--models-root", root, "--default-model", "t1",
-                        "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
-                        "--gateway.port", str(GW), "--gateway.web_root", web,
-                        "--server.grace_period_s", "2"],
-                       stdout=log, stderr=subprocess.STDOUT)
+srv, log = serve(["--host", "127.0.0.1", "--port", str(PORT), "--models-root", root,
+                  "--default-model", "t1",
+                  "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
+                  "--gateway.port", str(GW), "--gateway.web_root", web,
+                  "--server.grace_period_s", "2"],
+                 os.path.join(tmp, "server.log"))
 BASE = "http://127.0.0.1:%d" % GW
 WS = "ws://127.0.0.1:%d/ws" % GW
 
 
-def http(path, method="GET"):
-    req = urllib.request.Request(BASE + path, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, r.read(), r.headers
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), e.headers
+def get(path, method="GET"):
+    return http(BASE + path, method)
 
 
-ready = False
-t0 = time.time()
-while time.time() - t0 < 60 and srv.poll() is None:
-    try:
-        ready = http("/healthz")[0] == 200
-        if ready:
-            break
-    except Exception:
-        time.sleep(0.2)
-tap(ready, "serve starts the gateway on gateway.port")
-if not ready:
-    log.seek(0)
-    print("# " + log.read().replace("\n", "\n# "))
-    srv.kill()
-    finish()
-
-
-def run(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
-
-
-def speech(seconds, seed=0):
-    t = np.arange(int(seconds * 16000)) / 16000.0
-    rng = np.random.RandomState(seed)
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    ph = 2 * np.pi * np.cumsum(f0) / 16000.0
-    x = sum(np.sin(k * ph) / k for k in range(1, 6))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (0.3 * x * env + 0.01 * rng.randn(len(t))).astype(np.float32)
+started(wait_until(lambda: get("/healthz")[0] == 200, 60, srv),
+        "serve starts the gateway on gateway.port", log)
 
 
 def parse_frame(b):
@@ -179,19 +98,19 @@ def collect(ws, until, timeout=60):
 
 @run
 def static_files():
-    st, body, hd = http("/")
+    st, body, hd = get("/")
     tap(st == 200 and body.startswith(b"<!doctype html>") and
         hd["Content-Type"].startswith("text/html"), "GET / serves index.html as text/html")
-    st, body, hd = http("/app.js")
+    st, body, hd = get("/app.js")
     tap(st == 200 and "javascript" in hd["Content-Type"] and hd["X-Content-Type-Options"] ==
         "nosniff", "GET /app.js as JavaScript, nosniff")
     bad = ["/.secret", "/../outside.txt", "/%2e%2e/outside.txt", "//etc/passwd", "/a/../../x",
            "/nothere.js", "/" + "a" * 300]
-    codes = [http(p)[0] for p in bad]
+    codes = [get(p)[0] for p in bad]
     tap(all(c == 404 for c in codes), "hidden files, .., //, long and missing paths are 404",
         str(codes))
-    tap(http("/", "POST")[0] == 405, "POST is 405")
-    tap(http("/ws")[0] == 400, "GET /ws without an upgrade is 400")
+    tap(get("/", "POST")[0] == 405, "POST is 405")
+    tap(get("/ws")[0] == 400, "GET /ws without an upgrade is 400")
 
 
 @run
@@ -210,8 +129,7 @@ def list_avatars():
 @run
 def stream_equals_render():
     x = speech(2.0, 1)
-    chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
-                                 options=[("grpc.max_receive_message_length", 200 << 20)])
+    chan = channel(PORT, receive_only=True)
     ref = pbg.LipSyncStub(chan).Render(pb.RenderRequest(audio=x.tobytes(), start_frame=3),
                                        timeout=120).frames
     ws = websocket.create_connection(WS, timeout=10)
@@ -386,16 +304,8 @@ def hostile():
     ws.close()
 
 
-srv.terminate()
-try:
-    rc = srv.wait(timeout=15)
-except subprocess.TimeoutExpired:
-    srv.kill()
-    rc = -1
-tap(rc == 0, "server with the gateway drains and exits 0 on SIGTERM (a session that sent "
-    "more audio than the server holds and read nothing included)")
-if not all(results):
-    log.seek(0)
-    print("# server log tail:\n# " + "\n# ".join(log.read().splitlines()[-30:]))
-shutil.rmtree(tmp, ignore_errors=True)
+tap(stop(srv) == 0, "server with the gateway drains and exits 0 on SIGTERM (a session that "
+    "sent more audio than the server holds and read nothing included)")
+if not all_passed():
+    log_tail(log, 30)
 finish()

@@ -13,130 +13,47 @@ import os
 import queue
 import random
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-results = []
-
-
-def tap(ok, name, note=""):
-    results.append(ok)
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    p = sum(1 for r in results if r)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
+from lstest import (BIN, MODELS, PY, ROOT, all_passed, channel, code, finish, free_port,
+                    gen_stubs, imports_failed, log_tail, make_avatar, run, serve, skip_all,
+                    speech, started, stop, stub, tap, tmpdir, wait_serving, wav_bytes)
 
 try:
     import grpc
     import numpy as np
     from PIL import Image
 except Exception as e:
-    print("# cannot import grpc/numpy/PIL: %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy/PIL", e)
 
 for need in ("unet_tiny.onnx", "unet_demo.onnx", "audio_encoder_tiny.onnx"):
     if not os.path.exists(os.path.join(MODELS, need)):
-        print("ok 1 - lipsync.v1 # SKIP %s missing (make models)" % need)
-        print("1..1")
-        print("1 passed, 0 failed")
-        sys.exit(0)
+        skip_all("lipsync.v1", "%s missing (make models)" % need)
 
-tmp = tempfile.mkdtemp(prefix="lipsync-v1-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin"),
-                       os.path.join(ROOT, "proto", "lipsync_v1.proto"),
-                       os.path.join(ROOT, "proto", "health.proto")])
-sys.path.insert(0, stubs)
-import health_pb2 as hpb  # noqa: E402
-import health_pb2_grpc as hgrpc  # noqa: E402
-import lipsync_v1_pb2 as pb  # noqa: E402
-import lipsync_v1_pb2_grpc as pbg  # noqa: E402
+tmp = tmpdir("lipsync-v1-")
+stubs = gen_stubs(tmp, "lipsync_v1")
+pb, pbg = stub("lipsync_v1")
 
 root = os.path.join(tmp, "root")
 os.makedirs(root)
-subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_avatar.py"), "--out",
-                       os.path.join(root, "t1"), "--unet", os.path.join(MODELS, "unet_tiny.onnx"),
-                       "--frames", "12"], stdout=subprocess.DEVNULL)
+make_avatar(os.path.join(root, "t1"))
 # The same avatar with the demo UNet (~1 ms per frame) for the long A/V sync stream: it checks
 # the timeline, not the model, and stays fast on a loaded machine.
-subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_avatar.py"), "--out",
-                       os.path.join(root, "d1"), "--unet", os.path.join(MODELS, "unet_demo.onnx"),
-                       "--frames", "12"], stdout=subprocess.DEVNULL)
+make_avatar(os.path.join(root, "d1"), "unet_demo.onnx")
 N = 12
 
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-PORT = s.getsockname()[1]
-s.close()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-MPORT = s.getsockname()[1]
-s.close()
-log = open(os.path.join(tmp, "server.log"), "w+")
-srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT),
-                        "--models-root", root, "--default-model", "t1",
-                        "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
-                        "--server.grace_period_s", "2", "--metrics.port", str(MPORT)],
-                       stdout=log, stderr=subprocess.STDOUT)
-chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
-                             options=[("grpc.max_receive_message_length", 200 << 20),
-                                      ("grpc.max_send_message_length", 200 << 20)])
-health = hgrpc.HealthStub(chan)
+PORT, MPORT = free_port(), free_port()
+srv, log = serve(["--host", "127.0.0.1", "--port", str(PORT), "--models-root", root,
+                  "--default-model", "t1",
+                  "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
+                  "--server.grace_period_s", "2", "--metrics.port", str(MPORT)],
+                 os.path.join(tmp, "server.log"))
+chan = channel(PORT)
 api = pbg.LipSyncStub(chan)
-ready = False
-t0 = time.time()
-while time.time() - t0 < 60 and srv.poll() is None:
-    try:
-        ready = health.Check(hpb.HealthCheckRequest(service="lipsync.v1.LipSync"),
-                             timeout=1).status == 1
-        if ready:
-            break
-    except grpc.RpcError:
-        time.sleep(0.2)
-tap(ready, "server starts with lipsync.v1.LipSync SERVING")
-if not ready:
-    log.seek(0)
-    print("# " + log.read().replace("\n", "\n# "))
-    srv.kill()
-    finish()
-
-
-def run(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
-
-
-def speech(seconds, seed=0):
-    """A voiced-sounding test signal: a few harmonics with a syllable-rate envelope."""
-    t = np.arange(int(seconds * 16000)) / 16000.0
-    rng = np.random.RandomState(seed)
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    ph = 2 * np.pi * np.cumsum(f0) / 16000.0
-    x = sum(np.sin(k * ph) / k for k in range(1, 6))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    return (0.3 * x * env + 0.01 * rng.randn(len(t))).astype(np.float32)
+started(wait_serving(PORT, "lipsync.v1.LipSync", proc=srv),
+        "server starts with lipsync.v1.LipSync SERVING", log)
 
 
 def pingpong(pos):
@@ -179,14 +96,6 @@ def frames_of(rs):
 def events_of(rs, kind=None):
     return [r.event for r in rs if r.WhichOneof("msg") == "event" and
             (kind is None or r.event.kind == kind)]
-
-
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-        return grpc.StatusCode.OK
-    except grpc.RpcError as e:
-        return e.code()
 
 
 def realtime(x, step=320):
@@ -479,7 +388,7 @@ def disconnect_frees_session():
              "def gen():\n  yield pb.StreamRequest(open=pb.StreamOpen())\n  time.sleep(60)\n"
              "it=g.LipSyncStub(c).Stream(gen())\nnext(it)\nprint('open',flush=True)\n"
              "time.sleep(60)\n" % (stubs, PORT))
-    p = subprocess.Popen([sys.executable, "-c", code_], stdout=subprocess.PIPE)
+    p = subprocess.Popen([PY, "-c", code_], stdout=subprocess.PIPE)
     line = p.stdout.readline()
     opened = line.strip() == b"open" and active_streams() == 1
     p.kill()
@@ -546,15 +455,9 @@ def concurrent_16():
 
 @run
 def c_client_stream():
-    import wave
     wav = os.path.join(tmp, "s.wav")
-    x = (np.clip(speech(2.0, seed=11), -1, 1) * 32767).astype("<i2")
-    w = wave.open(wav, "wb")
-    w.setnchannels(1)
-    w.setsampwidth(2)
-    w.setframerate(16000)
-    w.writeframes(x.tobytes())
-    w.close()
+    with open(wav, "wb") as f:
+        f.write(wav_bytes(speech(2.0, seed=11)))
     out = os.path.join(tmp, "out.mp4")
     p = subprocess.run([BIN, "client", "stream", "--port", str(PORT), "--avatar", "d1",
                         "--audio", wav, "--out", out, "--fast"], capture_output=True, text=True,
@@ -577,7 +480,7 @@ def c_client_stream():
 def python_example():
     wav = os.path.join(tmp, "s.wav")
     out = os.path.join(tmp, "ex_frames")
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "stream_client.py"),
+    p = subprocess.run([PY, os.path.join(ROOT, "examples", "stream_client.py"),
                         "--target", "127.0.0.1:%d" % PORT, "--avatar", "d1", "--audio", wav,
                         "--out", out, "--fast"], capture_output=True, text=True, timeout=120)
     files = sorted(os.listdir(out)) if os.path.isdir(out) else []
@@ -648,15 +551,7 @@ def errors():
     tap(srv.poll() is None, "server still up after the error cases")
 
 
-srv.terminate()
-try:
-    rc = srv.wait(timeout=15)
-except subprocess.TimeoutExpired:
-    srv.kill()
-    rc = -1
-tap(rc == 0, "server drains and exits 0 on SIGTERM")
-if not all(results):
-    log.seek(0)
-    print("# server log tail:\n# " + "\n# ".join(log.read().splitlines()[-30:]))
-shutil.rmtree(tmp, ignore_errors=True)
+tap(stop(srv) == 0, "server drains and exits 0 on SIGTERM")
+if not all_passed():
+    log_tail(log, 30)
 finish()
