@@ -11,78 +11,35 @@
 import io
 import json
 import os
-import shutil
 import signal
-import socket
-import struct
 import subprocess
-import sys
-import tempfile
 import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-AVATARS = os.path.abspath(os.environ.get("AVATARS", os.path.join(ROOT, "avatars")))
-
-results = []  # (ok, name, note)
-
-
-def tap(ok, name, note=""):
-    results.append((ok, name, note))
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    p = sum(1 for r in results if r[0])
-    f = len(results) - p
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, f))
-    sys.exit(1 if f else 0)
-
+from lstest import (BIN, MODELS, all_passed, channel, check, feature_window, finish, free_port,
+                    gen_stubs, imports_failed, log_tail, make_avatar, run, serve, started,
+                    status_of, stub, tap, tmpdir, wait_serving)
 
 try:
     import grpc
     import numpy as np
     from PIL import Image
 except Exception as e:  # Debian's python3 has them; anything else is a setup error
-    print("# cannot import grpc/numpy/PIL: %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy/PIL", e)
 
 if not os.access(BIN, os.X_OK):
     print("# %s not built" % BIN)
     tap(False, "binary exists")
     finish()
 
-tmp = tempfile.mkdtemp(prefix="lipsync-pytest-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-plugin = shutil.which("grpc_python_plugin")
-protos = [os.path.join(ROOT, "proto", p) for p in ("monolithic.proto", "health.proto")]
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + plugin] + protos)
-sys.path.insert(0, stubs)
-import health_pb2 as hpb  # noqa: E402
-import health_pb2_grpc as hgrpc  # noqa: E402
-import monolithic_pb2 as mpb  # noqa: E402
-import monolithic_pb2_grpc as mgrpc  # noqa: E402
+tmp = tmpdir("lipsync-pytest-")
+gen_stubs(tmp, "monolithic")
+hpb, hgrpc = stub("health")
+mpb, mgrpc = stub("monolithic")
 
 # ---- a small test avatar: 12 frames, the tiny UNet ------------------------------------------
 root = os.path.join(tmp, "models_root")
 os.makedirs(root)
-unet_tiny = os.path.join(MODELS, "unet_tiny.onnx")
-gen = os.path.join(ROOT, "tools", "gen_avatar.py")
-if os.path.exists(gen) and os.path.exists(unet_tiny):
-    subprocess.check_call([sys.executable, gen, "--out", os.path.join(root, "t1"), "--unet",
-                           unet_tiny, "--frames", "12"], stdout=subprocess.DEVNULL)
-elif os.path.isdir(os.path.join(AVATARS, "demo")):
-    shutil.copytree(os.path.join(AVATARS, "demo"), os.path.join(root, "t1"))
-else:
+if not make_avatar(os.path.join(root, "t1"), fallback=True):
     print("# no avatar generator and no demo avatar")
     tap(False, "test avatar")
     finish()
@@ -94,66 +51,16 @@ encoder = os.path.join(MODELS, "audio_encoder_tiny.onnx")
 if not os.path.exists(encoder):
     encoder = os.path.join(MODELS, "audio_encoder.onnx")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 PORT = free_port()
-log = open(os.path.join(tmp, "server.log"), "w+")
-srv = subprocess.Popen([BIN, "serve", "--role", "monolithic", "--host", "127.0.0.1",
-                        "--port", str(PORT), "--models-root", root, "--default-model", "t1",
-                        "--audio.encoder_path", encoder, "--server.grace_period_s", "3",
-                        "--server.workers", "2"],
-                       stdout=log, stderr=subprocess.STDOUT)
-MAXMSG = 200 << 20
-chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
-                             options=[("grpc.max_receive_message_length", MAXMSG),
-                                      ("grpc.max_send_message_length", MAXMSG)])
+srv, log = serve(["--role", "monolithic", "--host", "127.0.0.1", "--port", str(PORT),
+                  "--models-root", root, "--default-model", "t1", "--audio.encoder_path", encoder,
+                  "--server.grace_period_s", "3", "--server.workers", "2"],
+                 os.path.join(tmp, "server.log"))
+chan = channel(PORT)
 health = hgrpc.HealthStub(chan)
 mono = mgrpc.MonolithicServiceStub(chan)
 SVC = "monolithic.MonolithicService"
-
-ready = False
-t0 = time.time()
-while time.time() - t0 < 60 and srv.poll() is None:
-    try:
-        if health.Check(hpb.HealthCheckRequest(service=""), timeout=1).status == 1:
-            ready = True
-            break
-    except grpc.RpcError:
-        time.sleep(0.2)
-tap(ready, "server starts and reports SERVING")
-if not ready:
-    log.seek(0)
-    print("# server log:\n# " + log.read().replace("\n", "\n# "))
-    srv.kill()
-    finish()
-
-
-def code_of(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-        return grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-
-
-def check(name, cond, note=""):
-    tap(bool(cond), name, "" if cond else note)
-
-
-def test(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
-    return fn
+started(wait_serving(PORT, proc=srv), "server starts and reports SERVING", log)
 
 
 def pcm_for(batch, start, seconds=None):
@@ -174,11 +81,11 @@ def background(i):
                       ).astype(np.int16)
 
 
-@test
+@run
 def health_rpcs():
     st = health.Check(hpb.HealthCheckRequest(service=SVC), timeout=5).status
     check("health Check service name SERVING", st == 1, "status %d" % st)
-    c, d = code_of(health.Check, hpb.HealthCheckRequest(service="nope.Svc"), timeout=5)
+    c, d = status_of(health.Check, hpb.HealthCheckRequest(service="nope.Svc"), timeout=5)
     check("health Check unknown service NOT_FOUND", c == grpc.StatusCode.NOT_FOUND, str(c))
     w = health.Watch(hpb.HealthCheckRequest(service=""), timeout=10)
     first = next(w)
@@ -189,14 +96,14 @@ def health_rpcs():
           r.healthy and r.loaded_models == 1, str(r))
 
 
-@test
+@run
 def list_models():
     r = mono.ListModels(mpb.ListModelsRequest(), timeout=5)
     ids = [(m.model_id, m.loaded, m.gpu_id) for m in r.models]
     check("ListModels lists the avatar as loaded on CPU", ("t1", True, -1) in ids, str(ids))
 
 
-@test
+@run
 def infer_raw_audio():
     B, s = 4, 2
     pcm = pcm_for(B, s)
@@ -237,10 +144,10 @@ def infer_raw_audio():
           "; ".join(notes))
 
 
-FEAT = np.linspace(-1, 1, 8192, dtype=np.float32)
+FEAT = feature_window()
 
 
-@test
+@run
 def infer_features_and_loop():
     req = dict(model_id="t1", audio_features=FEAT.tobytes(), batch_size=2)
     a = mono.InferBatchComposite(mpb.CompositeBatchRequest(start_frame_idx=1, **req), timeout=60)
@@ -257,7 +164,7 @@ def infer_features_and_loop():
           c.success and len(c.composited_frames) == 3)
 
 
-@test
+@run
 def infer_client_visual():
     B = 2
     vis = np.random.RandomState(1).rand(B, 6, 320, 320).astype(np.float32)
@@ -275,12 +182,12 @@ def infer_client_visual():
 
 
 def expect(name, code, **fields):
-    c, d = code_of(mono.InferBatchComposite, mpb.CompositeBatchRequest(**fields), timeout=30)
+    c, d = status_of(mono.InferBatchComposite, mpb.CompositeBatchRequest(**fields), timeout=30)
     check("%s -> %s" % (name, code.name), c == code and len(d) > 0, "%s: %s" % (c, d))
     return d
 
 
-@test
+@run
 def errors():
     I, NF, FP = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
                  grpc.StatusCode.FAILED_PRECONDITION)
@@ -311,15 +218,15 @@ def errors():
            raw_audio=nan.tobytes(), batch_size=1)
     # Raw wire-level abuse.
     raw = chan.unary_unary("/%s/InferBatchComposite" % SVC)
-    c, d = code_of(raw, b"\xff\xff\xff\xff\x0f garbage", timeout=10)
+    c, d = status_of(raw, b"\xff\xff\xff\xff\x0f garbage", timeout=10)
     check("garbage bytes -> INVALID_ARGUMENT", c == I, "%s %s" % (c, d))
     # field 5 (batch_size, varint) sent as length-delimited: the wrong wire type.
-    c, d = code_of(raw, b"\x2a\x02ab", timeout=10)
+    c, d = status_of(raw, b"\x2a\x02ab", timeout=10)
     check("wrong wire type -> INVALID_ARGUMENT", c == I, "%s %s" % (c, d))
-    c, d = code_of(raw, b"\0" * ((100 << 20) + 16), timeout=60)
+    c, d = status_of(raw, b"\0" * ((100 << 20) + 16), timeout=60)
     check("message over 100 MiB -> RESOURCE_EXHAUSTED", c == grpc.StatusCode.RESOURCE_EXHAUSTED,
           "%s %s" % (c, d))
-    c, d = code_of(chan.unary_unary("/lipsyncsrv.LipSyncService/Generate"), b"", timeout=10)
+    c, d = status_of(chan.unary_unary("/lipsyncsrv.LipSyncService/Generate"), b"", timeout=10)
     check("unknown path -> UNIMPLEMENTED", c == grpc.StatusCode.UNIMPLEMENTED, str(c))
     # gzip-compressed request is accepted.
     r = mono.InferBatchComposite(mpb.CompositeBatchRequest(model_id="t1", audio_features=f,
@@ -328,7 +235,7 @@ def errors():
     check("gzip-compressed request accepted", r.success and len(r.composited_frames) == 1)
 
 
-@test
+@run
 def cancel_and_deadline():
     B = 32
     pcm = pcm_for(B, 0)
@@ -337,7 +244,7 @@ def cancel_and_deadline():
     time.sleep(0.05)
     fut.cancel()
     check("client cancel mid-call", fut.cancelled())
-    c, d = code_of(mono.InferBatchComposite, req, timeout=0.02)
+    c, d = status_of(mono.InferBatchComposite, req, timeout=0.02)
     check("deadline -> DEADLINE_EXCEEDED", c == grpc.StatusCode.DEADLINE_EXCEEDED, str(c))
     time.sleep(0.5)
     r = mono.InferBatchComposite(mpb.CompositeBatchRequest(model_id="t1",
@@ -346,7 +253,7 @@ def cancel_and_deadline():
     check("server still serves after cancel and deadline", r.success)
 
 
-@test
+@run
 def management():
     r = mono.UnloadModel(mpb.UnloadModelRequest(model_id="t1"), timeout=10)
     lm = mono.ListModels(mpb.ListModelsRequest(), timeout=5)
@@ -362,13 +269,13 @@ def management():
     l1 = mono.LoadModel(mpb.LoadModelRequest(model_id="t1"), timeout=30)
     check("LoadModel of a loaded model succeeds with load_time_ms 0",
           l1.success and l1.load_time_ms == 0 and l1.gpu_id == -1, str(l1))
-    c, _ = code_of(mono.LoadModel, mpb.LoadModelRequest(model_id="nobody"), timeout=10)
+    c, _ = status_of(mono.LoadModel, mpb.LoadModelRequest(model_id="nobody"), timeout=10)
     check("LoadModel unknown -> NOT_FOUND", c == grpc.StatusCode.NOT_FOUND, str(c))
-    c, _ = code_of(mono.LoadModel, mpb.LoadModelRequest(model_id="t1", preferred_gpu=7),
+    c, _ = status_of(mono.LoadModel, mpb.LoadModelRequest(model_id="t1", preferred_gpu=7),
                    timeout=10)
     check("LoadModel preferred_gpu out of range -> INVALID_ARGUMENT",
           c == grpc.StatusCode.INVALID_ARGUMENT, str(c))
-    c, _ = code_of(mono.UnloadModel, mpb.UnloadModelRequest(model_id="nobody"), timeout=10)
+    c, _ = status_of(mono.UnloadModel, mpb.UnloadModelRequest(model_id="nobody"), timeout=10)
     check("UnloadModel unknown -> NOT_FOUND", c == grpc.StatusCode.NOT_FOUND, str(c))
     st = mono.GetModelStats(mpb.GetModelStatsRequest(), timeout=5)
     m = [x for x in st.models if x.model_id == "t1"]
@@ -377,7 +284,7 @@ def management():
     check("GetModelStats counts calls, time and last use", ok, str(st))
 
 
-@test
+@run
 def shutdown():
     w = health.Watch(hpb.HealthCheckRequest(service=SVC), timeout=20)
     first = next(w)
@@ -397,13 +304,7 @@ def shutdown():
     check("SIGTERM: server drains and exits 0", rc == 0, "rc=%s" % rc)
 
 
-if srv.poll() is None:
-    srv.kill()
-    srv.wait()
 chan.close()
-log.seek(0)
-text = log.read()
-if any(not r[0] for r in results):
-    print("# server log (tail):\n# " + "\n# ".join(text.splitlines()[-30:]))
-shutil.rmtree(tmp, ignore_errors=True)
+if not all_passed():
+    log_tail(log, 30, "server log (tail)")
 finish()

@@ -10,74 +10,29 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-AVATARS = os.path.abspath(os.environ.get("AVATARS", os.path.join(ROOT, "avatars")))
-results = []
-
-
-def tap(ok, name, note=""):
-    results.append(ok)
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    p = sum(1 for r in results if r)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
+from lstest import (MODELS, all_passed, channel, code, feature_window, finish, free_port,
+                    gen_stubs, imports_failed, log_tail, make_avatar, run, serve, started, stop,
+                    stub, tap, tmpdir, wait_serving)
 
 try:
     import grpc
     import numpy as np
     from PIL import Image
 except Exception as e:
-    print("# cannot import grpc/numpy/PIL: %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy/PIL", e)
 
-tmp = tempfile.mkdtemp(prefix="lipsync-pysvc-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin")] +
-                      [os.path.join(ROOT, "proto", p) for p in
-                       ("lipsync.proto", "optimized_lipsyncsrv.proto", "health.proto",
-                        "compositing.proto", "inference.proto")])
-sys.path.insert(0, stubs)
-import health_pb2 as hpb  # noqa: E402
-import health_pb2_grpc as hgrpc  # noqa: E402
-import lipsync_pb2 as lpb  # noqa: E402
-import lipsync_pb2_grpc as lgrpc  # noqa: E402
-import optimized_lipsyncsrv_pb2 as opb  # noqa: E402
-import optimized_lipsyncsrv_pb2_grpc as ogrpc  # noqa: E402
-import compositing_pb2 as cpb  # noqa: E402
-import compositing_pb2_grpc as cgrpc  # noqa: E402
-import inference_pb2 as ipb  # noqa: E402
-import inference_pb2_grpc as igrpc  # noqa: E402
+tmp = tmpdir("lipsync-pysvc-")
+gen_stubs(tmp, "lipsync", "optimized_lipsyncsrv", "compositing", "inference")
+hpb, hgrpc = stub("health")
+lpb, lgrpc = stub("lipsync")
+opb, ogrpc = stub("optimized_lipsyncsrv")
+cpb, cgrpc = stub("compositing")
+ipb, igrpc = stub("inference")
 
 root = os.path.join(tmp, "root")
 os.makedirs(root)
-gen = os.path.join(ROOT, "tools", "gen_avatar.py")
-if os.path.exists(gen) and os.path.exists(os.path.join(MODELS, "unet_tiny.onnx")):
-    subprocess.check_call([sys.executable, gen, "--out", os.path.join(root, "t1"), "--unet",
-                           os.path.join(MODELS, "unet_tiny.onnx"), "--frames", "12"],
-                          stdout=subprocess.DEVNULL)
-else:
-    shutil.copytree(os.path.join(AVATARS, "demo"), os.path.join(root, "t1"))
+make_avatar(os.path.join(root, "t1"), fallback=True)
 AV = os.path.join(root, "t1")
 N = len(json.load(open(os.path.join(AV, "crop_rects.json"))))
 rects = json.load(open(os.path.join(AV, "crop_rects.json")))
@@ -89,62 +44,25 @@ os.makedirs(os.path.join(root, "pkgs"))
 shutil.copytree(AV, os.path.join(root, "pkgs", "p2"))
 encoder = os.path.join(MODELS, "audio_encoder_tiny.onnx")
 
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-PORT = s.getsockname()[1]
-s.close()
-log = open(os.path.join(tmp, "server.log"), "w+")
-srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT),
-                        "--models-root", root, "--default-model", "t1",
-                        "--audio.encoder_path", encoder, "--server.grace_period_s", "3",
-                        "--server.services",
-                        "lipsync.LipSyncComposite,lipsync.LipSync,"
-                        "optimized_lipsyncsrv.OptimizedLipSyncService,"
-                        "compositing.CompositingService,inference.InferenceService"],
-                       stdout=log, stderr=subprocess.STDOUT)
-chan = grpc.insecure_channel("127.0.0.1:%d" % PORT,
-                             options=[("grpc.max_receive_message_length", 200 << 20),
-                                      ("grpc.max_send_message_length", 200 << 20)])
+PORT = free_port()
+srv, log = serve(["--host", "127.0.0.1", "--port", str(PORT), "--models-root", root,
+                  "--default-model", "t1", "--audio.encoder_path", encoder,
+                  "--server.grace_period_s", "3", "--server.services",
+                  "lipsync.LipSyncComposite,lipsync.LipSync,"
+                  "optimized_lipsyncsrv.OptimizedLipSyncService,"
+                  "compositing.CompositingService,inference.InferenceService"],
+                 os.path.join(tmp, "server.log"))
+chan = channel(PORT)
 health = hgrpc.HealthStub(chan)
 comp = lgrpc.LipSyncCompositeStub(chan)
 raw = lgrpc.LipSyncStub(chan)
 opt = ogrpc.OptimizedLipSyncServiceStub(chan)
 cmp_ = cgrpc.CompositingServiceStub(chan)
 inf = igrpc.InferenceServiceStub(chan)
-ready = False
-t0 = time.time()
-while time.time() - t0 < 60 and srv.poll() is None:
-    try:
-        ready = health.Check(hpb.HealthCheckRequest(service=""), timeout=1).status == 1
-        if ready:
-            break
-    except grpc.RpcError:
-        time.sleep(0.2)
-tap(ready, "server with three services starts SERVING")
-if not ready:
-    log.seek(0)
-    print("# " + log.read().replace("\n", "\n# "))
-    srv.kill()
-    finish()
+started(wait_serving(PORT, proc=srv), "server with three services starts SERVING", log)
 
 
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-        return grpc.StatusCode.OK
-    except grpc.RpcError as e:
-        return e.code()
-
-
-def run(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
-
-
-FEAT = np.linspace(-1, 1, 8192, dtype=np.float32)
+FEAT = feature_window()
 I, OOR, NF = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
               grpc.StatusCode.NOT_FOUND)
 
@@ -401,16 +319,9 @@ def hostile_bytes():
         "server alive and SERVING after the garbage")
 
 
-srv.send_signal(signal.SIGTERM)
-try:
-    rc = srv.wait(timeout=20)
-except subprocess.TimeoutExpired:
-    srv.kill()
-    rc = "timeout"
+rc = stop(srv, 20)
 tap(rc == 0, "SIGTERM: exit 0", "rc=%s" % rc)
 chan.close()
-if not all(results):
-    log.seek(0)
-    print("# server log (tail):\n# " + "\n# ".join(log.read().splitlines()[-25:]))
-shutil.rmtree(tmp, ignore_errors=True)
+if not all_passed():
+    log_tail(log, 25, "server log (tail)")
 finish()

@@ -19,153 +19,48 @@
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-AVATARS = os.path.abspath(os.environ.get("AVATARS", os.path.join(ROOT, "avatars")))
-results = []
-procs = []
-tmp = None
-
-
-def tap(ok, name, note=""):
-    results.append(bool(ok))
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    p = sum(1 for r in results if r)
-    if tmp and p == len(results):
-        shutil.rmtree(tmp, ignore_errors=True)
-    elif tmp:
-        print("# server logs kept in %s" % tmp)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
+from lstest import (MODELS, channel, code, feature_window, finish, free_port, gen_stubs,
+                    health_status, imports_failed, kill, make_avatar, run, serve, started, stub,
+                    tap, tmpdir, wait_serving)
 
 try:
     import grpc
     import numpy as np
     from PIL import Image
 except Exception as e:
-    print("# cannot import grpc/numpy/PIL: %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy/PIL", e)
 
 if not os.path.exists(os.path.join(MODELS, "unet_tiny.onnx")):
     print("# models missing (make models): nothing to test")
-    print("1..0\n0 passed, 0 failed")
-    sys.exit(0)
+    finish()
 
-tmp = tempfile.mkdtemp(prefix="lipsync-sep-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + shutil.which("grpc_python_plugin")] +
-                      [os.path.join(ROOT, "proto", p) for p in
-                       ("lipsync.proto", "health.proto", "compositing.proto", "inference.proto",
-                        "monolithic.proto")])
-sys.path.insert(0, stubs)
-import compositing_pb2 as cpb  # noqa: E402
-import compositing_pb2_grpc as cgrpc  # noqa: E402
-import health_pb2 as hpb  # noqa: E402
-import health_pb2_grpc as hgrpc  # noqa: E402
-import inference_pb2 as ipb  # noqa: E402
-import inference_pb2_grpc as igrpc  # noqa: E402
-import lipsync_pb2 as lpb  # noqa: E402
-import lipsync_pb2_grpc as lgrpc  # noqa: E402
+tmp = tmpdir("lipsync-sep-")
+gen_stubs(tmp, "lipsync", "compositing", "inference", "monolithic")
+cpb, cgrpc = stub("compositing")
+ipb, igrpc = stub("inference")
+lpb, lgrpc = stub("lipsync")
 
 root = os.path.join(tmp, "root")
 os.makedirs(root)
-gen = os.path.join(ROOT, "tools", "gen_avatar.py")
-subprocess.check_call([sys.executable, gen, "--out", os.path.join(root, "t1"), "--unet",
-                       os.path.join(MODELS, "unet_tiny.onnx"), "--frames", "12"],
-                      stdout=subprocess.DEVNULL)
+make_avatar(os.path.join(root, "t1"))
 N = len(json.load(open(os.path.join(root, "t1", "crop_rects.json"))))
 ENC = os.path.join(MODELS, "audio_encoder_tiny.onnx")
-OPTS = [("grpc.max_receive_message_length", 200 << 20),
-        ("grpc.max_send_message_length", 200 << 20)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start(name, args):
-    log = open(os.path.join(tmp, name + ".log"), "a+")
-    p = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--models-root", root,
-                          "--log.level", "warn"] + args, stdout=log, stderr=subprocess.STDOUT)
-    procs.append(p)
-    return p
-
-
-def wait_serving(port, service="", limit=60):
-    ch = grpc.insecure_channel("127.0.0.1:%d" % port)
-    h = hgrpc.HealthStub(ch)
-    t0 = time.time()
-    ok = False
-    while time.time() - t0 < limit:
-        try:
-            if h.Check(hpb.HealthCheckRequest(service=service), timeout=1).status == 1:
-                ok = True
-                break
-        except grpc.RpcError:
-            pass
-        time.sleep(0.1)
-    ch.close()
-    return ok
-
-
-def health_status(port, service):
-    ch = grpc.insecure_channel("127.0.0.1:%d" % port)
-    try:
-        return hgrpc.HealthStub(ch).Check(hpb.HealthCheckRequest(service=service), timeout=2).status
-    except grpc.RpcError as e:
-        return e.code()
-    finally:
-        ch.close()
+    return serve(["--host", "127.0.0.1", "--models-root", root, "--log.level", "warn"] + args,
+                 os.path.join(tmp, name + ".log"))[0]
 
 
 def start_inference(port):
     return start("inf%d" % port, ["--role", "inference", "--port", str(port),
                                   "--default-model", "t1", "--audio.encoder_path", ENC,
                                   "--server.grace_period_s", "1"])
-
-
-def kill(p):
-    if p.poll() is None:
-        p.kill()
-    p.wait()
-
-
-def run(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
 
 
 P1, P2, PC, PM, PR = (free_port() for _ in range(5))
@@ -177,10 +72,10 @@ comp_srv = start("compositing", ["--role", "compositing", "--port", str(PC),
                                  "--inference_server.timeout_seconds", "10",
                                  "--inference_server.max_retries", "3",
                                  "--capacity.background_cache_frames", "600"])
-chan = grpc.insecure_channel("127.0.0.1:%d" % PC, options=OPTS)
+chan = channel(PC)
 comp = cgrpc.CompositingServiceStub(chan)
 lsc = lgrpc.LipSyncCompositeStub(chan)
-FEAT = np.linspace(-1, 1, 8192, dtype=np.float32).tobytes()
+FEAT = feature_window().tobytes()
 PCM = (0.3 * np.sin(np.arange(16000 * 20) * 2 * np.pi * 220 / 16000)).astype(np.float32)
 
 
@@ -195,18 +90,9 @@ def req(start_idx, B=2, pcm=True):
                                      start_frame_idx=start_idx)
 
 
-def code(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-        return grpc.StatusCode.OK
-    except grpc.RpcError as e:
-        return e.code()
-
-
-ready = wait_serving(PC, "")
-tap(ready, "compositing starts with no inference server up ('' SERVING)")
-if not ready:
-    finish()
+started(wait_serving(PC, "", proc=comp_srv),
+        "compositing starts with no inference server up ('' SERVING)",
+        os.path.join(tmp, "compositing.log"))
 inf1 = inf2 = None
 
 
@@ -257,7 +143,7 @@ def parity_with_monolithic():
         if not wait_serving(PM, ""):
             tap(False, "monolithic reference server starts")
             return
-        mch = grpc.insecure_channel("127.0.0.1:%d" % PM, options=OPTS)
+        mch = channel(PM)
         mstub = mch.unary_unary("/monolithic.MonolithicService/InferBatchComposite",
                                 request_serializer=lambda m: m.SerializeToString(),
                                 response_deserializer=cpb.CompositeBatchResponse.FromString)
@@ -394,7 +280,7 @@ def raw_audio_forwarded():
         if not wait_serving(PR, "compositing.CompositingService", 30):
             tap(False, "compositing without encoder starts SERVING")
             return
-        ch = grpc.insecure_channel("127.0.0.1:%d" % PR, options=OPTS)
+        ch = channel(PR)
         st = cgrpc.CompositingServiceStub(ch)
         for s in (0, 12):
             r = st.InferBatchComposite(req(s, 9), timeout=60)
