@@ -12,30 +12,10 @@
 import os
 import shutil
 import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
+from lstest import BIN, ROOT, finish, tap
+
 DEPLOY = os.path.join(ROOT, "deploy")
-results = []
-
-
-def tap(ok, name, note="", skip=None):
-    results.append(bool(ok) or skip is not None)
-    if skip is not None:
-        print("ok %d - %s # SKIP %s" % (len(results), name, skip))
-    else:
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                                (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    p = sum(1 for r in results if r)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
 
 try:
     import yaml

@@ -9,40 +9,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
-BUILD = os.environ.get("BUILD", "build")
+from lstest import BUILD, check, finish, http, skipped, tmpdir
+
 BIN = os.path.join(BUILD, "tests", "test_metrics")
-
-passed = failed = 0
-num = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed, num
-    num += 1
-    if cond:
-        passed += 1
-        print(f"ok {num} - {name}")
-    else:
-        failed += 1
-        print(f"not ok {num} - {name}" + (f" # {detail}" if detail else ""))
-    sys.stdout.flush()
 
 
 def get(url, method="GET"):
-    """Returns (status, headers, body) without raising on HTTP errors."""
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+    """Returns (status, headers, body text) without raising on HTTP errors."""
+    st, body, hdr = http(url, method)
+    return st, dict(hdr), body.decode()
 
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -85,10 +63,9 @@ def parse(text):
 
 def main():
     if not os.access(BIN, os.X_OK):
-        print(f"ok 1 - metrics http # SKIP {BIN} not built")
-        print("0 passed, 0 failed, 1 skipped")
-        return 0
-    tmp = tempfile.mkdtemp(prefix="lipsync-metrics-")
+        skipped("metrics http", "%s not built" % BIN)
+        return
+    tmp = tmpdir("lipsync-metrics-")
     ready_file = os.path.join(tmp, "ready")
     proc = subprocess.Popen([BIN, "--serve", "0", "60", ready_file], stdout=subprocess.PIPE,
                             text=True)
@@ -97,7 +74,7 @@ def main():
         m = re.match(r"port (\d+)", line)
         check("server starts and reports its port", m is not None, repr(line))
         if not m:
-            return 1
+            return
         base = f"http://127.0.0.1:{m.group(1)}"
 
         st, hdr, body = get(base + "/metrics")
@@ -206,14 +183,8 @@ def main():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if os.path.exists(ready_file):
-            os.unlink(ready_file)
-        os.rmdir(tmp)
-    return 0
 
 
 if __name__ == "__main__":
     main()
-    print(f"1..{num}")
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()

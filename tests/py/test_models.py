@@ -4,7 +4,8 @@
 (through `lipsync model run`) against the independent NumPy pass, determinism, the demo UNet's
 mouth following the audio, and the demo avatar's layout and mouth placement.
 
-Plain script for /usr/bin/python3; prints TAP lines and ends with "N passed, N failed, N skipped".
+Plain script for /usr/bin/python3; prints TAP lines and ends with "N passed, N failed" (and
+", N skipped" when a test could not run here).
 Environment: MODELS (models dir, default models), LIPSYNC_BIN (default build/lipsync),
 SHARED_DIR (default ../shared). Run from the repository root.
 """
@@ -21,15 +22,12 @@ import numpy as np
 import onnx
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lstest import BIN, MODELS, PY, ROOT, SHARED, finish, skipped, tap
+
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import check_models as C  # noqa: E402
 import lipsync_models as L  # noqa: E402
 
-MODELS = os.environ.get("MODELS") or os.path.join(ROOT, "models")
-LIPSYNC = os.environ.get("LIPSYNC_BIN") or os.path.join(ROOT, "build", "lipsync")
-SHARED = os.environ.get("SHARED_DIR") or os.path.join(ROOT, "..", "shared")
-PY = "/usr/bin/python3"
 ALL = ["unet328.onnx", "audio_encoder.onnx", "unet_tiny.onnx", "audio_encoder_tiny.onnx",
        "unet_demo.onnx"]
 UNET_IO = ([("input", ["batch", 6, 320, 320]), ("audio", ["batch", 32, 16, 16])],
@@ -41,26 +39,20 @@ class Skip(Exception):
     pass
 
 
-_results = {"passed": 0, "failed": 0, "skipped": 0, "n": 0}
-
-
 def run_test(fn):
-    _results["n"] += 1
-    n, name = _results["n"], fn.__name__
+    """Runs one test function: passed (with its time), skipped (Skip), or failed with the
+    reason (a failed assertion or a crash)."""
+    name = fn.__name__
     t0 = time.time()
     try:
         fn()
     except Skip as e:
-        print("ok %d - %s # SKIP %s" % (n, name, e))
-        _results["skipped"] += 1
-    except Exception as e:  # a failed assertion or a crash: both fail the test, with the reason
+        skipped(name, e)
+    except Exception as e:
         print("#   %s: %s: %s" % (name, type(e).__name__, e))
-        print("not ok %d - %s" % (n, name))
-        _results["failed"] += 1
+        tap(False, name)
     else:
-        print("ok %d - %s (%.1f s)" % (n, name, time.time() - t0))
-        _results["passed"] += 1
-    sys.stdout.flush()
+        tap(True, "%s (%.1f s)" % (name, time.time() - t0))
 
 
 def need_models(*names):
@@ -70,12 +62,12 @@ def need_models(*names):
 
 
 def need_lipsync():
-    if not os.access(LIPSYNC, os.X_OK):
-        raise Skip("%s not built" % LIPSYNC)
+    if not os.access(BIN, os.X_OK):
+        raise Skip("%s not built" % BIN)
 
 
 def lipsync(*args):
-    r = subprocess.run([LIPSYNC] + list(args), capture_output=True, text=True)
+    r = subprocess.run([BIN] + list(args), capture_output=True, text=True)
     assert r.returncode == 0, "lipsync %s: rc %d: %s" % (" ".join(args), r.returncode, r.stderr)
     return r.stdout
 
@@ -137,7 +129,7 @@ def t_size_of_unet328():
 def _check(name, batch):
     need_models(name)
     need_lipsync()
-    r = C.check(MODELS, LIPSYNC, name, batch)
+    r = C.check(MODELS, BIN, name, batch)
     print("#   %s batch %d: max abs err %.3g, rel %.3g (tol %g), numpy %.1f s"
           % (name, batch, r["max_abs"], r["rel"], C.TOLERANCE, r["numpy_s"]))
     assert r["ok"], "%s: relative error %.3g above %g" % (name, r["rel"], C.TOLERANCE)
@@ -176,7 +168,7 @@ def t_checker_catches_a_wrong_graph():
     for bad in (m, m2):
         with tempfile.TemporaryDirectory(prefix="test_models_") as tmp:
             onnx.save(bad, os.path.join(tmp, "unet_tiny.onnx"))
-            r = C.check(tmp, LIPSYNC, "unet_tiny.onnx", 1)
+            r = C.check(tmp, BIN, "unet_tiny.onnx", 1)
             print("#   wrong graph: rel err %.3g" % r["rel"])
             assert not r["ok"] and r["rel"] > 100 * C.TOLERANCE, \
                 "a wrong graph passed the check (rel err %.3g)" % r["rel"]
@@ -184,7 +176,7 @@ def t_checker_catches_a_wrong_graph():
             for n in ("audio_encoder_tiny.onnx", "unet_demo.onnx"):
                 shutil.copy(os.path.join(MODELS, n), tmp)
             rc = subprocess.run([PY, os.path.join(ROOT, "tools", "check_models.py"), "--models",
-                                 tmp, "--lipsync", LIPSYNC], capture_output=True).returncode
+                                 tmp, "--lipsync", BIN], capture_output=True).returncode
             assert rc == 1, "check_models.py exited %d on a wrong graph, expected 1" % rc
 
 
@@ -375,11 +367,8 @@ def main():
               t_demo_mouth_follows_audio, t_demo_avatar_layout,
               t_mel_front_end_matches_reference):
         run_test(t)
-    print("1..%d" % _results["n"])
-    print("%d passed, %d failed, %d skipped" % (_results["passed"], _results["failed"],
-                                               _results["skipped"]))
-    return 1 if _results["failed"] else 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
