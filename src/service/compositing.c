@@ -6,7 +6,6 @@
 
 #include "compositing.pb-c.h"
 
-#include <string.h>
 
 #define COMP_NAME "compositing.CompositingService"
 #define COMP_MAX_BATCH 25
@@ -17,11 +16,19 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     return svc_infer_composite(ud, call, req, len, COMP_MAX_BATCH, resp, err);
 }
 
+/* A listed model: its ModelInfo and the ModelStats that points to. */
+typedef struct {
+    Compositing__ModelInfo mi;
+    Compositing__ModelStats st;
+} comp_model;
+
 /* Fills one ModelInfo (and its stats) from the registry's view of a model (strings point into
- * m, which must outlive the packing). */
-static void fill_info(const lip_model_stats *m, Compositing__ModelInfo *mi,
-                      Compositing__ModelStats *st)
+ * m, which must outlive the packing). svc_model_fill_fn, slot a comp_model. */
+static ProtobufCMessage *fill_info(const lip_model_stats *m, void *slot)
 {
+    comp_model *c = slot;
+    Compositing__ModelInfo *mi = &c->mi;
+    Compositing__ModelStats *st = &c->st;
     Compositing__ModelInfo i0 = COMPOSITING__MODEL_INFO__INIT;
     Compositing__ModelStats s0 = COMPOSITING__MODEL_STATS__INIT;
     *mi = i0;
@@ -40,87 +47,24 @@ static void fill_info(const lip_model_stats *m, Compositing__ModelInfo *mi,
     st->background_cache_misses = m->bg_cache_misses;
     st->background_cache_frames = m->bg_cache_frames;
     mi->stats = st;
-}
-
-/* ListModels and GetModelStats: every configured model, or only `only` when non-empty. */
-static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf *resp,
-                lip_err *err)
-{
-    char id[72] = "";
-    if (only && *only) {
-        int rc = svc_resolve(sv, only, id, err);
-        if (rc) return rc;
-    }
-    lip_model_stats *ms = NULL;
-    int n = 0, k = 0;
-    int rc = svc_list(sv, &ms, &n);
-    Compositing__ModelInfo *mi = lip_calloc((size_t)n + 1, sizeof *mi);
-    Compositing__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
-    Compositing__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    int64_t total = 0;
-    if (rc || !mi || !st || !ptrs) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) { /* sorted by id */
-        const lip_model_stats *m = &ms[i];
-        total += (int64_t)m->memory_bytes;
-        if (id[0] && strcmp(m->id, id) != 0) continue;
-        fill_info(m, &mi[k], &st[k]);
-        ptrs[k] = &mi[k];
-        k++;
-    }
-    if (stats_resp) {
-        lip_registry_totals tot;
-        svc_totals(sv, &tot);
-        Compositing__GetModelStatsResponse o = COMPOSITING__GET_MODEL_STATS_RESPONSE__INIT;
-        o.n_models = (size_t)k;
-        o.models = ptrs;
-        o.max_models = sv->o.max_models;
-        o.loaded_models = tot.loaded;
-        o.total_memory_bytes = total;
-        o.max_memory_bytes = (int64_t)tot.max_memory_bytes;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    } else {
-        Compositing__ListModelsResponse o = COMPOSITING__LIST_MODELS_RESPONSE__INIT;
-        o.n_models = (size_t)k;
-        o.models = ptrs;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    }
-out:
-    lip_free(ms);
-    lip_free(mi);
-    lip_free(st);
-    lip_free(ptrs);
-    return rc;
+    return &mi->base;
 }
 
 static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    const ProtobufCMessageDescriptor *rd = &compositing__list_models_response__descriptor;
-    ProtobufCMessage *q = svc_unpack(&compositing__list_models_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    protobuf_c_message_free_unpacked(q, NULL);
-    int rc = list(ud, "", false, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &compositing__list_models_request__descriptor,
+                        &compositing__list_models_response__descriptor, fill_info,
+                        sizeof(comp_model), req, len, resp, err);
 }
 
+/* GetModelStats: model_id (empty: all models), with the registry's totals. */
 static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    const ProtobufCMessageDescriptor *rd = &compositing__get_model_stats_response__descriptor;
-    Compositing__GetModelStatsRequest *q = (Compositing__GetModelStatsRequest *)svc_unpack(
-        &compositing__get_model_stats_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    char only[72];
-    /* Longer than any id: it cannot be configured, so svc_resolve reports it as malformed. */
-    lip_strlcpy(only, q->model_id, sizeof only);
-    bool too_long = strlen(q->model_id) >= sizeof only;
-    protobuf_c_message_free_unpacked(&q->base, NULL);
-    int rc = too_long ? lip_err_set(err, LIP_EINVAL, "model_id longer than 64 characters")
-                      : list(ud, only, true, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &compositing__get_model_stats_request__descriptor,
+                        &compositing__get_model_stats_response__descriptor, fill_info,
+                        sizeof(comp_model), req, len, resp, err);
 }
 
 static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
@@ -140,12 +84,11 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     if (!rc) rc = svc_load(sv, id, force, &ms, &was, err);
     if (rc) return svc_fail(rd, err, resp);
     Compositing__LoadModelResponse o = COMPOSITING__LOAD_MODEL_RESPONSE__INIT;
-    Compositing__ModelInfo mi;
-    Compositing__ModelStats st;
+    comp_model cm;
     lip_model_stats m;
     if (!svc_stats(sv, id, &m)) {
-        fill_info(&m, &mi, &st);
-        o.stats = &st;
+        fill_info(&m, &cm);
+        o.stats = &cm.st;
     }
     o.success = true;
     o.load_time_ms = was ? 0.0f : (float)ms;

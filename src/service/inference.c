@@ -8,7 +8,6 @@
 #include "inference.pb-c.h"
 
 #include <math.h>
-#include <string.h>
 
 #define INF_NAME "inference.InferenceService"
 #define INF_MAX_BATCH 50
@@ -134,10 +133,19 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
     return rc ? svc_fail(rd, err, resp) : 0;
 }
 
-/* Fills one ModelInfo from the registry's view of a model (strings point into m). */
-static void fill_info(const lip_model_stats *m, Inference__ModelInfo *mi,
-                      Inference__ModelStats *st)
+/* A listed model: its ModelInfo and the ModelStats that points to. */
+typedef struct {
+    Inference__ModelInfo mi;
+    Inference__ModelStats st;
+} inf_model;
+
+/* Fills one ModelInfo from the registry's view of a model (strings point into m).
+ * svc_model_fill_fn, slot an inf_model. */
+static ProtobufCMessage *fill_info(const lip_model_stats *m, void *slot)
 {
+    inf_model *c = slot;
+    Inference__ModelInfo *mi = &c->mi;
+    Inference__ModelStats *st = &c->st;
     Inference__ModelInfo i0 = INFERENCE__MODEL_INFO__INIT;
     Inference__ModelStats s0 = INFERENCE__MODEL_STATS__INIT;
     *mi = i0;
@@ -152,84 +160,24 @@ static void fill_info(const lip_model_stats *m, Inference__ModelInfo *mi,
     st->memory_bytes = (int64_t)m->memory_bytes;
     st->loaded_unix_ms = m->loaded_unix_ms;
     mi->stats = st;
-}
-
-static int list(lip_service *sv, const char *only, bool stats_resp, lip_rpc_buf *resp,
-                lip_err *err)
-{
-    char id[72] = "";
-    if (only && *only) {
-        int rc = svc_resolve(sv, only, id, err);
-        if (rc) return rc;
-    }
-    lip_model_stats *ms = NULL;
-    int n = 0, k = 0;
-    int rc = svc_list(sv, &ms, &n);
-    Inference__ModelInfo *mi = lip_calloc((size_t)n + 1, sizeof *mi);
-    Inference__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
-    Inference__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    int64_t total = 0;
-    if (rc || !mi || !st || !ptrs) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
-        goto out;
-    }
-    for (int i = 0; i < n; i++) { /* sorted by id */
-        const lip_model_stats *m = &ms[i];
-        total += (int64_t)m->memory_bytes;
-        if (id[0] && strcmp(m->id, id) != 0) continue;
-        fill_info(m, &mi[k], &st[k]);
-        ptrs[k] = &mi[k];
-        k++;
-    }
-    if (stats_resp) {
-        lip_registry_totals tot;
-        svc_totals(sv, &tot);
-        Inference__GetModelStatsResponse o = INFERENCE__GET_MODEL_STATS_RESPONSE__INIT;
-        o.n_models = (size_t)k;
-        o.models = ptrs;
-        o.max_models = sv->o.max_models;
-        o.loaded_models = tot.loaded;
-        o.total_memory_bytes = total;
-        o.max_memory_bytes = (int64_t)tot.max_memory_bytes;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    } else {
-        Inference__ListModelsResponse o = INFERENCE__LIST_MODELS_RESPONSE__INIT;
-        o.n_models = (size_t)k;
-        o.models = ptrs;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    }
-out:
-    lip_free(ms);
-    lip_free(mi);
-    lip_free(st);
-    lip_free(ptrs);
-    return rc;
+    return &mi->base;
 }
 
 static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    const ProtobufCMessageDescriptor *rd = &inference__list_models_response__descriptor;
-    ProtobufCMessage *q = svc_unpack(&inference__list_models_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    protobuf_c_message_free_unpacked(q, NULL);
-    int rc = list(ud, "", false, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &inference__list_models_request__descriptor,
+                        &inference__list_models_response__descriptor, fill_info,
+                        sizeof(inf_model), req, len, resp, err);
 }
 
+/* GetModelStats: model_id (empty: all models), with the registry's totals. */
 static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    const ProtobufCMessageDescriptor *rd = &inference__get_model_stats_response__descriptor;
-    Inference__GetModelStatsRequest *q = (Inference__GetModelStatsRequest *)svc_unpack(
-        &inference__get_model_stats_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    char only[72];
-    bool too_long = lip_strlcpy(only, q->model_id, sizeof only) >= sizeof only;
-    protobuf_c_message_free_unpacked(&q->base, NULL);
-    int rc = too_long ? lip_err_set(err, LIP_EINVAL, "model_id longer than 64 characters")
-                      : list(ud, only, true, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &inference__get_model_stats_request__descriptor,
+                        &inference__get_model_stats_response__descriptor, fill_info,
+                        sizeof(inf_model), req, len, resp, err);
 }
 
 static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
@@ -249,12 +197,11 @@ static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t l
     if (!rc) rc = svc_load(sv, id, force, &ms, &was, err);
     if (rc) return svc_fail(rd, err, resp);
     Inference__LoadModelResponse o = INFERENCE__LOAD_MODEL_RESPONSE__INIT;
-    Inference__ModelInfo mi;
-    Inference__ModelStats st;
+    inf_model im;
     lip_model_stats m;
     if (!svc_stats(sv, id, &m)) {
-        fill_info(&m, &mi, &st);
-        o.stats = &st;
+        fill_info(&m, &im);
+        o.stats = &im.st;
     }
     o.success = true;
     o.load_time_ms = was ? 0.0f : (float)ms;

@@ -169,45 +169,49 @@ static int infer(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, l
 
 /* ---- model management ---------------------------------------------------------------------- */
 
+/* A model's average model time per request, ms (0 before its first). */
+static float avg_ms(const lip_model_stats *m)
+{
+    return m->requests ? (float)(m->total_inference_ms / (double)m->requests) : 0.0f;
+}
+
+/* svc_model_fill_fn of ListModels: slot a Monolithic__ModelInfo. */
+static ProtobufCMessage *fill_info(const lip_model_stats *m, void *slot)
+{
+    Monolithic__ModelInfo *mi = slot, i0 = MONOLITHIC__MODEL_INFO__INIT;
+    *mi = i0;
+    mi->model_id = (char *)m->id;
+    mi->loaded = m->loaded;
+    mi->gpu_id = m->device;
+    mi->memory_mb = (int64_t)(m->memory_bytes >> 20);
+    mi->request_count = (int32_t)m->requests;
+    mi->avg_inference_ms = avg_ms(m);
+    return &mi->base;
+}
+
+/* svc_model_fill_fn of GetModelStats: slot a Monolithic__ModelStats. */
+static ProtobufCMessage *fill_stats(const lip_model_stats *m, void *slot)
+{
+    Monolithic__ModelStats *s = slot, s0 = MONOLITHIC__MODEL_STATS__INIT;
+    *s = s0;
+    s->model_id = (char *)m->id;
+    s->loaded = m->loaded;
+    s->gpu_id = m->device;
+    s->memory_mb = (int64_t)(m->memory_bytes >> 20);
+    s->request_count = (int32_t)m->requests;
+    s->total_inference_ms = (int64_t)m->total_inference_ms;
+    s->avg_inference_ms = avg_ms(m);
+    s->last_used_timestamp = m->last_used_unix_ms / 1000;
+    return &s->base;
+}
+
+/* Every configured model, sorted by id (stable listings). */
 static int list_models(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
-    const ProtobufCMessageDescriptor *rd = &monolithic__list_models_response__descriptor;
-    ProtobufCMessage *q = svc_unpack(&monolithic__list_models_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    protobuf_c_message_free_unpacked(q, NULL);
-    lip_model_stats *ms = NULL;
-    int n = 0;
-    int rc = svc_list(sv, &ms, &n);
-    Monolithic__ModelInfo *info = lip_calloc((size_t)n + 1, sizeof *info);
-    Monolithic__ModelInfo **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    if (rc || !info || !ptrs) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
-    } else {
-        /* svc_list is sorted by id, so listings are stable. */
-        for (int i = 0; i < n; i++) {
-            const lip_model_stats *m = &ms[i];
-            Monolithic__ModelInfo mi = MONOLITHIC__MODEL_INFO__INIT;
-            mi.model_id = (char *)m->id;
-            mi.loaded = m->loaded;
-            mi.gpu_id = m->device;
-            mi.memory_mb = (int64_t)(m->memory_bytes >> 20);
-            mi.request_count = (int32_t)m->requests;
-            mi.avg_inference_ms = m->requests ? (float)(m->total_inference_ms / (double)m->requests)
-                                              : 0.0f;
-            info[i] = mi;
-            ptrs[i] = &info[i];
-        }
-        Monolithic__ListModelsResponse o = MONOLITHIC__LIST_MODELS_RESPONSE__INIT;
-        o.n_models = (size_t)n;
-        o.models = ptrs;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    }
-    lip_free(ms);
-    lip_free(info);
-    lip_free(ptrs);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &monolithic__list_models_request__descriptor,
+                        &monolithic__list_models_response__descriptor, fill_info,
+                        sizeof(Monolithic__ModelInfo), req, len, resp, err);
 }
 
 static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
@@ -248,47 +252,13 @@ static int unload_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t
                           &monolithic__unload_model_response__descriptor, req, len, resp, err);
 }
 
+/* Every configured model's stats (the request names no model). */
 static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                        lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
-    const ProtobufCMessageDescriptor *rd = &monolithic__get_model_stats_response__descriptor;
-    ProtobufCMessage *q = svc_unpack(&monolithic__get_model_stats_request__descriptor, req, len,
-                                     err);
-    if (!q) return svc_fail(rd, err, resp);
-    protobuf_c_message_free_unpacked(q, NULL);
-    lip_model_stats *ms = NULL;
-    int n = 0;
-    int rc = svc_list(sv, &ms, &n);
-    Monolithic__ModelStats *st = lip_calloc((size_t)n + 1, sizeof *st);
-    Monolithic__ModelStats **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
-    if (rc || !st || !ptrs) {
-        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing model stats");
-    } else {
-        for (int i = 0; i < n; i++) {
-            const lip_model_stats *m = &ms[i];
-            Monolithic__ModelStats s = MONOLITHIC__MODEL_STATS__INIT;
-            s.model_id = (char *)m->id;
-            s.loaded = m->loaded;
-            s.gpu_id = m->device;
-            s.memory_mb = (int64_t)(m->memory_bytes >> 20);
-            s.request_count = (int32_t)m->requests;
-            s.total_inference_ms = (int64_t)m->total_inference_ms;
-            s.avg_inference_ms = m->requests ? (float)(m->total_inference_ms / (double)m->requests)
-                                             : 0.0f;
-            s.last_used_timestamp = m->last_used_unix_ms / 1000;
-            st[i] = s;
-            ptrs[i] = &st[i];
-        }
-        Monolithic__GetModelStatsResponse o = MONOLITHIC__GET_MODEL_STATS_RESPONSE__INIT;
-        o.n_models = (size_t)n;
-        o.models = ptrs;
-        rc = lip_rpc_pack(&o.base, resp, err);
-    }
-    lip_free(ms);
-    lip_free(st);
-    lip_free(ptrs);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_list_rpc(ud, &monolithic__get_model_stats_request__descriptor,
+                        &monolithic__get_model_stats_response__descriptor, fill_stats,
+                        sizeof(Monolithic__ModelStats), req, len, resp, err);
 }
 
 static int health(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len, lip_rpc_buf *resp,

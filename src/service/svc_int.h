@@ -85,6 +85,20 @@ int svc_fail(const ProtobufCMessageDescriptor *d, lip_err *err, lip_rpc_buf *res
 int svc_unload_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
                    const ProtobufCMessageDescriptor *rd, const uint8_t *req, size_t len,
                    lip_rpc_buf *resp, lip_err *err);
+/* Fills the message of one listed model in slot (slot_size zeroed bytes, see svc_list_rpc) from
+ * the registry's view m (strings may point into m, which outlives the packing) and returns it:
+ * an element of the response's repeated `models` field. */
+typedef ProtobufCMessage *(*svc_model_fill_fn)(const lip_model_stats *m, void *slot);
+/* ListModels and GetModelStats of the monolithic, compositing and inference services, through
+ * their request and response descriptors qd and rd: a string `model_id` in the request, where it
+ * has one and it is not empty, limits the listing to that model (resolved as svc_resolve does;
+ * 72 characters or more is INVALID_ARGUMENT), else every configured model is listed, sorted by
+ * id, one slot of slot_size bytes each filled by fill into rd's repeated `models`. Where rd has
+ * them, the registry totals go to max_models, loaded_models, total_memory_bytes (of every
+ * configured model, listed or not) and max_memory_bytes. Errors answer through svc_fail(rd). */
+int svc_list_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                 const ProtobufCMessageDescriptor *rd, svc_model_fill_fn fill, size_t slot_size,
+                 const uint8_t *req, size_t len, lip_rpc_buf *resp, lip_err *err);
 /* A float view of a bytes field: the data itself when 4-byte aligned, else a copy in *tmp
  * (caller frees with lip_free). NULL when empty or out of memory (*oom set). */
 const float *svc_floats(const ProtobufCBinaryData *b, float **tmp, bool *oom);

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* service/listing.c: ListModels and GetModelStats of the monolithic, compositing and inference
+ * services. Their messages differ per service (each has its own ModelInfo or ModelStats; only
+ * some requests name a model_id, only some responses carry registry totals), so one handler walks
+ * the registry and builds the response through the service's descriptors, and a per-service
+ * callback fills the message of each listed model. */
+#include "service/svc_int.h"
+
+#include <string.h>
+
+static const ProtobufCFieldDescriptor *field(const ProtobufCMessageDescriptor *d, const char *name)
+{
+    return protobuf_c_message_descriptor_get_field_by_name(d, name);
+}
+
+/* Sets the int32 or int64 field name of msg (type d) to v; no such field: nothing. */
+static void set_int(const ProtobufCMessageDescriptor *d, void *msg, const char *name, int64_t v)
+{
+    const ProtobufCFieldDescriptor *f = field(d, name);
+    if (!f || f->label == PROTOBUF_C_LABEL_REPEATED) return;
+    void *p = (char *)msg + f->offset;
+    if (f->type == PROTOBUF_C_TYPE_INT32)
+        *(int32_t *)p = (int32_t)v;
+    else if (f->type == PROTOBUF_C_TYPE_INT64)
+        *(int64_t *)p = v;
+    else
+        return;
+    if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset)
+        *(protobuf_c_boolean *)(void *)((char *)msg + f->quantifier_offset) = 1;
+}
+
+/* Builds and packs response rd for the models ms[0..n) (sorted by id): those with id `only`,
+ * or all when only is "". */
+static int build(lip_service *sv, const ProtobufCMessageDescriptor *rd, const lip_model_stats *ms,
+                 int n, const char *only, svc_model_fill_fn fill, size_t slot_size,
+                 lip_rpc_buf *resp, lip_err *err)
+{
+    const ProtobufCFieldDescriptor *fm = field(rd, "models");
+    if (!fm || fm->label != PROTOBUF_C_LABEL_REPEATED || fm->type != PROTOBUF_C_TYPE_MESSAGE)
+        return lip_err_set(err, LIP_EINTERNAL, "%s has no repeated message field models",
+                           rd->name);
+    char *slots = lip_calloc((size_t)n + 1, slot_size);
+    ProtobufCMessage **ptrs = lip_calloc((size_t)n + 1, sizeof *ptrs);
+    ProtobufCMessage *o = lip_calloc(1, rd->sizeof_message);
+    int rc = 0, k = 0;
+    int64_t total = 0; /* every configured model, listed or not */
+    if (!slots || !ptrs || !o) {
+        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const lip_model_stats *m = &ms[i];
+        total += (int64_t)m->memory_bytes;
+        if (only[0] && strcmp(m->id, only) != 0) continue;
+        ptrs[k] = fill(m, slots + (size_t)k * slot_size);
+        if (ptrs[k]->descriptor != fm->descriptor) {
+            rc = lip_err_set(err, LIP_EINTERNAL, "%s.models: filled a %s", rd->name,
+                             ptrs[k]->descriptor->name);
+            goto out;
+        }
+        k++;
+    }
+    rd->message_init(o);
+    *(size_t *)(void *)((char *)o + fm->quantifier_offset) = (size_t)k;
+    *(ProtobufCMessage ***)(void *)((char *)o + fm->offset) = ptrs;
+    if (field(rd, "loaded_models")) {
+        lip_registry_totals tot;
+        svc_totals(sv, &tot);
+        set_int(rd, o, "max_models", sv->o.max_models);
+        set_int(rd, o, "loaded_models", tot.loaded);
+        set_int(rd, o, "total_memory_bytes", total);
+        set_int(rd, o, "max_memory_bytes", (int64_t)tot.max_memory_bytes);
+    }
+    rc = lip_rpc_pack(o, resp, err);
+out:
+    lip_free(slots);
+    lip_free(ptrs);
+    lip_free(o);
+    return rc;
+}
+
+int svc_list_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                 const ProtobufCMessageDescriptor *rd, svc_model_fill_fn fill, size_t slot_size,
+                 const uint8_t *req, size_t len, lip_rpc_buf *resp, lip_err *err)
+{
+    ProtobufCMessage *q = svc_unpack(qd, req, len, err);
+    if (!q) return svc_fail(rd, err, resp);
+    const ProtobufCFieldDescriptor *f = field(qd, "model_id");
+    const char *name = f && f->type == PROTOBUF_C_TYPE_STRING
+                           ? *(char *const *)(const void *)((const char *)q + f->offset)
+                           : "";
+    char only[72], id[72] = "";
+    /* One that does not fit here is INVALID_ARGUMENT; 65-71 characters svc_resolve reports as
+     * malformed. */
+    bool too_long = lip_strlcpy(only, name ? name : "", sizeof only) >= sizeof only;
+    protobuf_c_message_free_unpacked(q, NULL);
+    int rc = 0;
+    if (too_long)
+        rc = lip_err_set(err, LIP_EINVAL, "model_id longer than 64 characters");
+    else if (only[0])
+        rc = svc_resolve(sv, only, id, err);
+    if (rc) return svc_fail(rd, err, resp);
+    lip_model_stats *ms = NULL;
+    int n = 0;
+    if (svc_list(sv, &ms, &n))
+        rc = lip_err_set(err, LIP_ENOMEM, "out of memory listing models");
+    else
+        rc = build(sv, rd, ms, n, id, fill, slot_size, resp, err);
+    lip_free(ms);
+    return rc ? svc_fail(rd, err, resp) : 0;
+}
