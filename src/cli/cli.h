@@ -66,6 +66,11 @@ int lip_cli_load_audio(const char *path, int kinds, float **pcm, size_t *n, stru
 int lip_cli_avatar_pipeline(const char *dir, const char *id, const struct lip_avatar_paths *ap,
                             const char *provider, const struct lip_pipeline_opts *po,
                             struct lip_avatar **av, struct lip_pipeline **pl, struct lip_err *err);
+/* The API key of a client command: the first line of file, else $LIPSYNC_API_KEY (never a
+ * flag value, which other users could read in the process list). 0 with buf "" when there is
+ * none; 2 after printing "lipsync <cmd>: ..." when the file cannot be read or its first line
+ * is empty or does not fit in n - 1 characters. The file's bytes are zeroed after use. */
+int lip_cli_api_key(const char *cmd, const char *file, char *buf, size_t n);
 /* The value of a flag that takes one of two words: 0 for a, 1 for b, or -1 after printing
  * "lipsync <cmd>: --<flag> takes <a> or <b>, not '<arg>'". */
 int lip_cli_choice(const char *cmd, const char *flag, const char *arg, const char *a,

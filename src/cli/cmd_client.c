@@ -47,37 +47,6 @@ typedef struct opts {
     const char *tls_ca, *tls_cert, *tls_key, *tls_name, *key_file;
 } opts;
 
-/* The API key: first line of --api-key-file, else $LIPSYNC_API_KEY (never a flag value, which
- * other users could read in the process list). "" = none. */
-static int api_key(const opts *o, char *buf, size_t n)
-{
-    buf[0] = 0;
-    if (o->key_file) {
-        uint8_t *d = NULL;
-        size_t len = 0;
-        lip_err err = {0};
-        if (lip_file_read(o->key_file, 4096, &d, &len, &err)) {
-            lip_cli_fail("client", "API key: %s", err.msg);
-            return 2;
-        }
-        size_t k = strcspn((const char *)d, "\r\n");
-        if (k == 0 || k >= n) {
-            lip_free(d);
-            lip_cli_fail("client", "API key file '%s': first line must hold 1-%zu characters",
-                         o->key_file, n - 1);
-            return 2;
-        }
-        memcpy(buf, d, k);
-        buf[k] = 0;
-        memset(d, 0, len);
-        lip_free(d);
-        return 0;
-    }
-    const char *e = getenv("LIPSYNC_API_KEY");
-    if (e && *e) lip_strlcpy(buf, e, n);
-    return 0;
-}
-
 static int call(lip_rpc_client *c, const opts *o, const char *path, const ProtobufCMessage *req,
                 lip_rpc_buf *resp)
 {
@@ -288,7 +257,7 @@ int lip_cli_client(int argc, char **argv)
     }
     lip_err err = {0};
     char key[1024];
-    if (api_key(&o, key, sizeof key)) return 2;
+    if (lip_cli_api_key("client", o.key_file, key, sizeof key)) return 2;
     lip_rpc_client_opts co = lip_rpc_client_opts_default();
     co.tls_ca = o.tls_ca;
     co.tls_cert = o.tls_cert;

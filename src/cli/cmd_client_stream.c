@@ -136,38 +136,6 @@ static int on_frame(void *ud, int64_t index, bool speech, const uint8_t *data, s
     return rc ? rc : keep_last(o, data, len, err);
 }
 
-/* The API key: first line of file, else $LIPSYNC_API_KEY (never a flag value, which other
- * users could read in the process list). 0 with buf "" when there is none; 2 on a bad file. */
-static int api_key(const char *file, char *buf, size_t n)
-{
-    buf[0] = 0;
-    if (!file) {
-        const char *e = getenv("LIPSYNC_API_KEY");
-        if (e && *e) lip_strlcpy(buf, e, n);
-        return 0;
-    }
-    uint8_t *d = NULL;
-    size_t len = 0;
-    lip_err err = {0};
-    if (lip_file_read(file, 4096, &d, &len, &err)) {
-        lip_cli_fail("client stream", "API key: %s", err.msg);
-        return 2;
-    }
-    size_t k = strcspn((const char *)d, "\r\n");
-    int rc = 0;
-    if (k == 0 || k >= n) {
-        lip_cli_fail("client stream", "API key file '%s': first line must hold 1-%zu characters",
-                     file, n - 1);
-        rc = 2;
-    } else {
-        memcpy(buf, d, k);
-        buf[k] = 0;
-    }
-    memset(d, 0, len);
-    lip_free(d);
-    return rc;
-}
-
 static int cmp_float(const void *a, const void *b)
 {
     float x = *(const float *)a, y = *(const float *)b;
@@ -253,7 +221,7 @@ int lip_cli_client_stream(int argc, char **argv)
         return 1;
     }
     char key[1024];
-    if (api_key(key_file, key, sizeof key)) {
+    if (lip_cli_api_key("client stream", key_file, key, sizeof key)) {
         lip_free(pcm);
         return 2;
     }

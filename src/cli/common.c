@@ -73,6 +73,35 @@ int lip_cli_avatar_pipeline(const char *dir, const char *id, const lip_avatar_pa
     return 0;
 }
 
+int lip_cli_api_key(const char *cmd, const char *file, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (!file) {
+        const char *e = getenv("LIPSYNC_API_KEY");
+        if (e && *e) lip_strlcpy(buf, e, n);
+        return 0;
+    }
+    uint8_t *d = NULL;
+    size_t len = 0;
+    lip_err err = {0};
+    if (lip_file_read(file, 4096, &d, &len, &err)) {
+        lip_cli_fail(cmd, "API key: %s", err.msg);
+        return 2;
+    }
+    size_t k = strcspn((const char *)d, "\r\n");
+    int rc = 0;
+    if (k == 0 || k >= n) {
+        lip_cli_fail(cmd, "API key file '%s': first line must hold 1-%zu characters", file, n - 1);
+        rc = 2;
+    } else {
+        memcpy(buf, d, k);
+        buf[k] = 0;
+    }
+    memset(d, 0, len);
+    lip_free(d);
+    return rc;
+}
+
 int lip_cli_choice(const char *cmd, const char *flag, const char *arg, const char *a,
                    const char *b)
 {
