@@ -160,17 +160,8 @@ int lip_bench_audio(int argc, char **argv)
     }
     double secs = (double)n / LIP_AUDIO_RATE;
     char machine[200], cpu[128] = "cpu";
-    FILE *ci = fopen("/proc/cpuinfo", "r");
-    if (ci) {
-        char l[256];
-        while (fgets(l, sizeof l, ci))
-            if (strncmp(l, "model name", 10) == 0 && strchr(l, ':')) {
-                lip_strlcpy(cpu, strchr(l, ':') + 2, sizeof cpu);
-                cpu[strcspn(cpu, "\n\"")] = 0;
-                break;
-            }
-        fclose(ci);
-    }
+    lip_cli_cpu_model(cpu, sizeof cpu);
+    cpu[strcspn(cpu, "\"")] = 0; /* machine="..." below */
     snprintf(machine, sizeof machine, "%s, %d cpus", cpu, lip_cpu_count());
     printf("# bench audio: %.2f s of %s, best of %ld, encoder threads %ld\n", secs,
            in ? in : "synthetic speech-like audio", reps, threads);

@@ -45,6 +45,9 @@ int lip_bench_stream(int argc, char **argv);
 void lip_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True if argv has -h/--help anywhere before a "--". */
 bool lip_cli_wants_help(int argc, char **argv);
+/* The CPU model from /proc/cpuinfo ("model name") into buf; buf is left as it is when there
+ * is none. */
+void lip_cli_cpu_model(char *buf, size_t n);
 /* One line describing this machine (CPU model, CPU count, kernel) for benchmark headers. */
 void lip_cli_machine(char *buf, size_t n);
 /* True when stderr is a terminal (progress bars). */

@@ -21,23 +21,26 @@ static void usage(FILE *f)
             "audio, pipeline, serve, encode, image, registry, separated, stream: see `lipsync bench <name> --help`.\n");
 }
 
+void lip_cli_cpu_model(char *buf, size_t n)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            lip_strlcpy(buf, strchr(line, ':') + 2, n);
+            buf[strcspn(buf, "\n")] = 0;
+            break;
+        }
+    fclose(f);
+}
+
 void lip_cli_machine(char *b, size_t n)
 {
     struct utsname u;
     uname(&u);
     char cpu[128] = "?";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[256];
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "model name", 10) == 0) {
-                char *p = strchr(line, ':');
-                if (p) lip_strlcpy(cpu, p + 2, sizeof cpu);
-                cpu[strcspn(cpu, "\n")] = 0;
-                break;
-            }
-        fclose(f);
-    }
+    lip_cli_cpu_model(cpu, sizeof cpu);
     snprintf(b, n, "%s, %d cpus, %s %s", cpu, lip_cpu_count(), u.sysname, u.release);
 }
 
