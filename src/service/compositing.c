@@ -70,30 +70,9 @@ static int model_stats(void *ud, lip_rpc_call *call, const uint8_t *req, size_t 
 static int load_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,
                       lip_rpc_buf *resp, lip_err *err)
 {
-    lip_service *sv = ud;
-    const ProtobufCMessageDescriptor *rd = &compositing__load_model_response__descriptor;
-    Compositing__LoadModelRequest *q = (Compositing__LoadModelRequest *)svc_unpack(
-        &compositing__load_model_request__descriptor, req, len, err);
-    if (!q) return svc_fail(rd, err, resp);
-    char id[72];
-    bool force = q->force_reload;
-    int rc = svc_resolve(sv, q->model_id, id, err);
-    protobuf_c_message_free_unpacked(&q->base, NULL);
-    double ms = 0;
-    bool was = false;
-    if (!rc) rc = svc_load(sv, id, force, &ms, &was, err);
-    if (rc) return svc_fail(rd, err, resp);
-    Compositing__LoadModelResponse o = COMPOSITING__LOAD_MODEL_RESPONSE__INIT;
-    comp_model cm;
-    lip_model_stats m;
-    if (!svc_stats(sv, id, &m)) {
-        fill_info(&m, &cm);
-        o.stats = &cm.st;
-    }
-    o.success = true;
-    o.load_time_ms = was ? 0.0f : (float)ms;
-    rc = lip_rpc_pack(&o.base, resp, err);
-    return rc ? svc_fail(rd, err, resp) : 0;
+    return svc_load_rpc(ud, &compositing__load_model_request__descriptor,
+                        &compositing__load_model_response__descriptor, fill_info, sizeof(comp_model), req,
+                        len, resp, err);
 }
 
 static int unload_model(void *ud, lip_rpc_call *call, const uint8_t *req, size_t len,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* service/listing.c: ListModels and GetModelStats of the monolithic, compositing and inference
- * services. Their messages differ per service (each has its own ModelInfo or ModelStats; only
- * some requests name a model_id, only some responses carry registry totals), so one handler walks
- * the registry and builds the response through the service's descriptors, and a per-service
- * callback fills the message of each listed model. */
+ * services, and LoadModel of compositing and inference (answered with the loaded model's stats).
+ * Their messages differ per service (each has its own ModelInfo or ModelStats; only some
+ * requests name a model_id, only some responses carry registry totals), so one handler per RPC
+ * walks the registry and builds the response through the service's descriptors, and a
+ * per-service callback fills the message of each listed model. */
 #include "service/svc_int.h"
 
 #include <string.h>
@@ -11,6 +12,15 @@
 static const ProtobufCFieldDescriptor *field(const ProtobufCMessageDescriptor *d, const char *name)
 {
     return protobuf_c_message_descriptor_get_field_by_name(d, name);
+}
+
+/* The storage of msg's (type d) singular field name when it has type t, else NULL. */
+static void *member(const ProtobufCMessageDescriptor *d, const void *msg, const char *name,
+                    ProtobufCType t)
+{
+    const ProtobufCFieldDescriptor *f = field(d, name);
+    if (!f || f->type != t || f->label == PROTOBUF_C_LABEL_REPEATED) return NULL;
+    return (char *)(uintptr_t)msg + f->offset;
 }
 
 /* Sets the int32 or int64 field name of msg (type d) to v; no such field: nothing. */
@@ -107,5 +117,48 @@ int svc_list_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
     else
         rc = build(sv, rd, ms, n, id, fill, slot_size, resp, err);
     lip_free(ms);
+    return rc ? svc_fail(rd, err, resp) : 0;
+}
+
+int svc_load_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                 const ProtobufCMessageDescriptor *rd, svc_model_fill_fn fill, size_t slot_size,
+                 const uint8_t *req, size_t len, lip_rpc_buf *resp, lip_err *err)
+{
+    ProtobufCMessage *q = svc_unpack(qd, req, len, err);
+    if (!q) return svc_fail(rd, err, resp);
+    char *const *name = member(qd, q, "model_id", PROTOBUF_C_TYPE_STRING);
+    const protobuf_c_boolean *force = member(qd, q, "force_reload", PROTOBUF_C_TYPE_BOOL);
+    bool reload = force && *force;
+    char id[72];
+    int rc = svc_resolve(sv, name && *name ? *name : "", id, err);
+    protobuf_c_message_free_unpacked(q, NULL);
+    double ms = 0;
+    bool was = false;
+    if (!rc) rc = svc_load(sv, id, reload, &ms, &was, err);
+    if (rc) return svc_fail(rd, err, resp);
+    ProtobufCMessage *o = lip_calloc(1, rd->sizeof_message);
+    void *slot = lip_calloc(1, slot_size);
+    if (!o || !slot) {
+        rc = lip_err_set(err, LIP_ENOMEM, "out of memory");
+        goto out;
+    }
+    rd->message_init(o);
+    /* stats: the one of the model's listing entry (ModelInfo.stats), when it has one */
+    ProtobufCMessage **stats = member(rd, o, "stats", PROTOBUF_C_TYPE_MESSAGE);
+    lip_model_stats m;
+    if (stats && !svc_stats(sv, id, &m)) {
+        ProtobufCMessage *info = fill(&m, slot);
+        ProtobufCMessage *const *st = member(info->descriptor, info, "stats",
+                                             PROTOBUF_C_TYPE_MESSAGE);
+        if (st && *st && (*st)->descriptor == field(rd, "stats")->descriptor) *stats = *st;
+    }
+    protobuf_c_boolean *ok = member(rd, o, "success", PROTOBUF_C_TYPE_BOOL);
+    float *load_ms = member(rd, o, "load_time_ms", PROTOBUF_C_TYPE_FLOAT);
+    if (ok) *ok = 1;
+    if (load_ms) *load_ms = was ? 0.0f : (float)ms;
+    rc = lip_rpc_pack(o, resp, err);
+out:
+    lip_free(o);
+    lip_free(slot);
     return rc ? svc_fail(rd, err, resp) : 0;
 }

@@ -99,6 +99,13 @@ typedef ProtobufCMessage *(*svc_model_fill_fn)(const lip_model_stats *m, void *s
 int svc_list_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
                  const ProtobufCMessageDescriptor *rd, svc_model_fill_fn fill, size_t slot_size,
                  const uint8_t *req, size_t len, lip_rpc_buf *resp, lip_err *err);
+/* LoadModel of the compositing and inference services (request model_id and force_reload;
+ * response success, load_time_ms (0 when it was already loaded) and stats): resolves and loads
+ * the model, then answers with the stats message of its listing entry as fill builds it (the
+ * `stats` field of the returned ModelInfo). Errors answer through svc_fail(rd). */
+int svc_load_rpc(lip_service *sv, const ProtobufCMessageDescriptor *qd,
+                 const ProtobufCMessageDescriptor *rd, svc_model_fill_fn fill, size_t slot_size,
+                 const uint8_t *req, size_t len, lip_rpc_buf *resp, lip_err *err);
 /* A float view of a bytes field: the data itself when 4-byte aligned, else a copy in *tmp
  * (caller frees with lip_free). NULL when empty or out of memory (*oom set). */
 const float *svc_floats(const ProtobufCBinaryData *b, float **tmp, bool *oom);
