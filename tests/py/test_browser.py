@@ -11,51 +11,20 @@
 # screenshot goes to build/test-logs/browser.png. Every wait has a deadline; the whole test
 # ends within ~60 s. Prints TAP lines and "N passed, N failed". Env: LIPSYNC_BIN, MODELS.
 import base64
-import io
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 import traceback
 import urllib.request
-import wave
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-LOGDIR = os.path.join(ROOT, os.environ.get("BUILD", "build"), "test-logs")
-results = []
-procs = []
+from lstest import (BUILD, MODELS, all_passed, finish, free_port, imports_failed, log_tail,
+                    make_avatar, register, serve, skip_all, speech, started, stop, tap, tmpdir,
+                    wait_until, wav_bytes)
 
-
-def tap(ok, name, note=""):
-    results.append(bool(ok))
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note and not ok else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    p = sum(1 for r in results if r)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, len(results) - p))
-    sys.exit(0 if p == len(results) else 1)
-
-
-def skip(why):
-    print("ok 1 - browser # SKIP %s" % why)
-    print("1..1")
-    print("1 passed, 0 failed")
-    sys.exit(0)
+LOGDIR = os.path.join(BUILD, "test-logs")
 
 
 def on_alarm(signum, frame):
@@ -67,20 +36,18 @@ signal.signal(signal.SIGALRM, on_alarm)
 signal.alarm(90)
 
 try:
-    import numpy as np
+    import numpy as np  # noqa: F401 (lstest.speech)
     import websocket
 except Exception as e:
-    print("# cannot import numpy/websocket (python3-websocket): %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("numpy/websocket (python3-websocket)", e)
 CHROME = shutil.which("chromium") or shutil.which("chromium-browser")
 if not CHROME:
-    skip("chromium not installed (mk/packages.txt installs it)")
+    skip_all("browser", "chromium not installed (mk/packages.txt installs it)")
 for need in ("unet_tiny.onnx", "audio_encoder_tiny.onnx"):
     if not os.path.exists(os.path.join(MODELS, need)):
-        skip("%s missing (make models)" % need)
+        skip_all("browser", "%s missing (make models)" % need)
 
-tmp = tempfile.mkdtemp(prefix="lipsync-browser-")
+tmp = tmpdir("lipsync-browser-")
 root = os.path.join(tmp, "root")
 os.makedirs(root)
 AVATAR_DIR = os.environ.get("BROWSER_AVATAR_DIR")
@@ -91,49 +58,29 @@ if AVATAR_DIR:
     # the mouth comparison is skipped then.
     os.symlink(os.path.abspath(AVATAR_DIR), os.path.join(root, AV))
 else:
-    subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_avatar.py"), "--out",
-                           os.path.join(root, "t1"), "--unet",
-                           os.path.join(MODELS, "unet_tiny.onnx"), "--frames", "12"],
-                          stdout=subprocess.DEVNULL)
+    make_avatar(os.path.join(root, "t1"))
 with open(os.path.join(root, AV, "crop_rects.json")) as f:
     rects = json.load(f)
 if isinstance(rects, dict):
     rects = [v["rect"] for _, v in sorted(rects.items(), key=lambda kv: int(kv[0]))]
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 PORT, GW = free_port(), free_port()
-log = open(os.path.join(tmp, "server.log"), "w+")
 # No gateway.web_root: the default finds web/ next to the binary's source tree.
-srv = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", str(PORT),
-                        "--models-root", root, "--default-model", AV,
-                        "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
-                        "--gateway.port", str(GW), "--server.grace_period_s", "1"],
-                       stdout=log, stderr=subprocess.STDOUT)
-procs.append(srv)
+srv, log = serve(["--host", "127.0.0.1", "--port", str(PORT), "--models-root", root,
+                  "--default-model", AV,
+                  "--audio.encoder_path", os.path.join(MODELS, "audio_encoder_tiny.onnx"),
+                  "--gateway.port", str(GW), "--server.grace_period_s", "1"],
+                 os.path.join(tmp, "server.log"))
 URL = "http://127.0.0.1:%d/" % GW
-ready = False
-t0 = time.time()
-while time.time() - t0 < 30 and srv.poll() is None:
-    try:
-        with urllib.request.urlopen(URL, timeout=2) as r:
-            ready = r.status == 200 and b"app.js" in r.read()
-        if ready:
-            break
-    except Exception:
-        time.sleep(0.2)
-tap(ready, "server serves the page from web/ on gateway.port")
-if not ready:
-    log.seek(0)
-    print("# " + log.read().replace("\n", "\n# "))
-    finish()
+
+
+def page_served():
+    with urllib.request.urlopen(URL, timeout=2) as r:
+        return r.status == 200 and b"app.js" in r.read()
+
+
+started(wait_until(page_served, 30, srv), "server serves the page from web/ on gateway.port",
+        log)
 
 profile = os.path.join(tmp, "profile")
 os.makedirs(profile)
@@ -147,7 +94,7 @@ chrome = subprocess.Popen([CHROME, "--headless", "--no-sandbox", "--disable-gpu"
                            "about:blank"],
                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "chrome.log"),
                                                                  "w"))
-procs.append(chrome)
+register(chrome)
 # Chromium writes the port it picked into DevToolsActivePort.
 cdp_port = None
 t0 = time.time()
@@ -210,22 +157,6 @@ class Cdp:
         return None
 
 
-def speech_wav(seconds):
-    t = np.arange(int(seconds * 16000)) / 16000.0
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    ph = 2 * np.pi * np.cumsum(f0) / 16000.0
-    x = sum(np.sin(k * ph) / k for k in range(1, 6))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-    pcm = (0.3 * x * env * 32767).astype("<i2")
-    b = io.BytesIO()
-    with wave.open(b, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm.tobytes())
-    return b.getvalue()
-
-
 try:
     cdp = Cdp(target["webSocketDebuggerUrl"])
     cdp.call("Runtime.enable")
@@ -245,7 +176,7 @@ try:
     cdp.eval("window.lipsync.probe = {x:%d, y:%d, w:%d, h:%d}" % (x1 + 20, y1 + 20,
                                                                   x2 - x1 - 40, y2 - y1 - 40))
     seconds = 3.0
-    b64 = base64.b64encode(speech_wav(seconds)).decode()
+    b64 = base64.b64encode(wav_bytes(speech(seconds, noise=0))).decode()
     cdp.eval("""(() => {
         const bin = atob('%s');
         const u8 = new Uint8Array(bin.length);
@@ -354,20 +285,8 @@ except Exception:
     tap(False, "browser session", "exception")
     print("# " + traceback.format_exc().replace("\n", "\n# "))
 
-chrome.terminate()
-try:
-    chrome.wait(timeout=10)
-except subprocess.TimeoutExpired:
-    chrome.kill()
-srv.terminate()
-try:
-    rc = srv.wait(timeout=15)
-except subprocess.TimeoutExpired:
-    srv.kill()
-    rc = -1
-tap(rc == 0, "server with a browser session drains and exits 0 on SIGTERM")
-if not all(results):
-    log.seek(0)
-    print("# server log tail:\n# " + "\n# ".join(log.read().splitlines()[-20:]))
-shutil.rmtree(tmp, ignore_errors=True)
+stop(chrome, 10)
+tap(stop(srv) == 0, "server with a browser session drains and exits 0 on SIGTERM")
+if not all_passed():
+    log_tail(log, 20)
 finish()
