@@ -8,7 +8,8 @@ own directory (`import lstest` works because Python puts the script's folder on 
   AVATARS, SHARED (SHARED_DIR).
 - Reporting: tap()/check() print TAP lines, run() runs one test function and turns an
   exception into a failed check with its traceback, finish() prints the "1..N" plan and the
-  "N passed, N failed" line tests/run.sh reads, cleans up and exits (1 on any failure).
+  "N passed, N failed" line tests/run.sh reads, cleans up and exits (1 on any failure);
+  skip_all(), imports_failed() and require() end a file that cannot run here.
 - Cleanup: tmpdir() and serve() register what finish() removes or kills; a failed run keeps
   its temporary directory (server logs) and says where.
 - Servers: free_port(), serve() (`lipsync serve` with its output in a log file),
@@ -132,6 +133,15 @@ def imports_failed(what, err):
     print("# cannot import %s: %s" % (what, err))
     tap(False, "imports")
     finish()
+
+
+def require(ok, name, why):
+    """Something the whole file needs (the binary, a program, test data): when ok is false,
+    prints why as a comment, one failed check named name, then finish()."""
+    if not ok:
+        comment(why)
+        tap(False, name)
+        finish()
 
 
 def tmpdir(prefix):
@@ -264,13 +274,15 @@ def stub(name):
     return (importlib.import_module(name + "_pb2"), importlib.import_module(name + "_pb2_grpc"))
 
 
-def channel(port, receive_only=False):
-    """A plaintext channel to 127.0.0.1:port allowing MAX_MSG messages (received only, or both
-    ways)."""
+def channel(port, receive_only=False, creds=None):
+    """A channel to 127.0.0.1:port allowing MAX_MSG messages (received only, or both ways):
+    plaintext, or TLS with creds (grpc.ssl_channel_credentials)."""
     import grpc
     opts = [("grpc.max_receive_message_length", MAX_MSG)]
     if not receive_only:
         opts.append(("grpc.max_send_message_length", MAX_MSG))
+    if creds is not None:
+        return grpc.secure_channel("127.0.0.1:%d" % port, creds, options=opts)
     return grpc.insecure_channel("127.0.0.1:%d" % port, options=opts)
 
 

@@ -11,99 +11,32 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import traceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.abspath(os.environ.get("LIPSYNC_BIN", os.path.join(ROOT, "build/lipsync")))
-MODELS = os.path.abspath(os.environ.get("MODELS", os.path.join(ROOT, "models")))
-AVATARS = os.path.abspath(os.environ.get("AVATARS", os.path.join(ROOT, "avatars")))
-
-results = []  # (ok, name, note)
-servers = []
-
-
-def tap(ok, name, note=""):
-    results.append((ok, name, note))
-    print("%s %d - %s%s" % ("ok" if ok else "not ok", len(results), name,
-                            (" # " + note) if note else ""))
-    sys.stdout.flush()
-
-
-def finish():
-    for p, _ in servers:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    p = sum(1 for r in results if r[0])
-    f = len(results) - p
-    if f == 0 and "tmp" in globals():
-        shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: logs, keys, audit
-    elif "tmp" in globals():
-        print("# logs kept in %s" % tmp)
-    print("1..%d" % len(results))
-    print("%d passed, %d failed" % (p, f))
-    sys.exit(1 if f else 0)
-
+from lstest import (BIN, MODELS, channel, check, finish, free_port, gen_stubs, imports_failed,
+                    log_tail, make_avatar, require, run, serve, status_of, stop, stub, tap,
+                    tmpdir, wait_serving, wait_until)
 
 try:
     import grpc
     import numpy as np
 except Exception as e:  # Debian's python3 has them; anything else is a setup error
-    print("# cannot import grpc/numpy: %s" % e)
-    tap(False, "imports")
-    finish()
+    imports_failed("grpc/numpy", e)
 
-if not os.access(BIN, os.X_OK):
-    print("# %s not built" % BIN)
-    tap(False, "binary exists")
-    finish()
-if not shutil.which("openssl"):
-    print("# openssl not installed")
-    tap(False, "openssl exists")
-    finish()
+require(os.access(BIN, os.X_OK), "binary exists", "%s not built" % BIN)
+require(shutil.which("openssl"), "openssl exists", "openssl not installed")
 
-tmp = tempfile.mkdtemp(prefix="lipsync-sec-")
-stubs = os.path.join(tmp, "stubs")
-os.makedirs(stubs)
-plugin = shutil.which("grpc_python_plugin")
-protos = [os.path.join(ROOT, "proto", p)
-          for p in ("monolithic.proto", "health.proto", "optimized_lipsyncsrv.proto",
-                    "compositing.proto", "lipsync_v1.proto")]
-subprocess.check_call(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + stubs,
-                       "--grpc_python_out=" + stubs,
-                       "--plugin=protoc-gen-grpc_python=" + plugin] + protos)
-sys.path.insert(0, stubs)
-import compositing_pb2 as cpb  # noqa: E402
-import compositing_pb2_grpc as cgrpc  # noqa: E402
-import health_pb2 as hpb  # noqa: E402
-import health_pb2_grpc as hgrpc  # noqa: E402
-import lipsync_v1_pb2 as v1pb  # noqa: E402
-import lipsync_v1_pb2_grpc as v1grpc  # noqa: E402
-import monolithic_pb2 as mpb  # noqa: E402
-import monolithic_pb2_grpc as mgrpc  # noqa: E402
-import optimized_lipsyncsrv_pb2 as opb  # noqa: E402
-import optimized_lipsyncsrv_pb2_grpc as ogrpc  # noqa: E402
+tmp = tmpdir("lipsync-sec-")  # kept after a failure: logs, keys, audit
+PROTOS = ("compositing", "health", "lipsync_v1", "monolithic", "optimized_lipsyncsrv")
+gen_stubs(tmp, *PROTOS)
+(cpb, cgrpc), (hpb, hgrpc), (v1pb, v1grpc), (mpb, mgrpc), (opb, ogrpc) = map(stub, PROTOS)
 
 # ---- two small test avatars (t1, t2): 12 frames, the tiny UNet --------------------------------
 root = os.path.join(tmp, "models_root")
 os.makedirs(root)
-unet_tiny = os.path.join(MODELS, "unet_tiny.onnx")
-gen = os.path.join(ROOT, "tools", "gen_avatar.py")
-for av in ("t1", "t2"):
-    if os.path.exists(gen) and os.path.exists(unet_tiny):
-        subprocess.check_call([sys.executable, gen, "--out", os.path.join(root, av), "--unet",
-                               unet_tiny, "--frames", "12"], stdout=subprocess.DEVNULL)
-    elif os.path.isdir(os.path.join(AVATARS, "demo")):
-        shutil.copytree(os.path.join(AVATARS, "demo"), os.path.join(root, av))
-    else:
-        print("# no avatar generator and no demo avatar")
-        tap(False, "test avatars")
-        finish()
+require(all(make_avatar(os.path.join(root, av), fallback=True) for av in ("t1", "t2")),
+        "test avatars", "no avatar generator and no demo avatar")
 encoder = os.path.join(MODELS, "audio_encoder_tiny.onnx")
 if not os.path.exists(encoder):
     encoder = os.path.join(MODELS, "audio_encoder.onnx")
@@ -150,90 +83,33 @@ def P(name):
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-MAXMSG = 200 << 20
-OPTS = [("grpc.max_receive_message_length", MAXMSG), ("grpc.max_send_message_length", MAXMSG)]
-
-
 def secure_channel(port, ca=None, cert=None, key=None):
-    creds = grpc.ssl_channel_credentials(root_certificates=pem(ca) if ca else None,
-                                         private_key=pem(key) if key else None,
-                                         certificate_chain=pem(cert) if cert else None)
-    return grpc.secure_channel("127.0.0.1:%d" % port, creds, options=OPTS)
+    return channel(port, creds=grpc.ssl_channel_credentials(
+        root_certificates=pem(ca) if ca else None, private_key=pem(key) if key else None,
+        certificate_chain=pem(cert) if cert else None))
 
 
-def start_server(name, extra, chan_fn):
+def start_server(name, extra, chan_fn=None):
     """Starts `lipsync serve` with extra flags; waits until health Check over chan_fn(port)
-    answers SERVING. Returns (process, port, log path)."""
+    (plaintext without it) answers SERVING. Returns (process, port, log path, ok)."""
     port = free_port()
     logp = os.path.join(tmp, name + ".log")
-    log = open(logp, "w+")
-    p = subprocess.Popen([BIN, "serve", "--role", "monolithic", "--host", "127.0.0.1",
-                          "--port", str(port), "--models-root", root, "--default-model", "t1",
-                          "--audio.encoder_path", encoder, "--server.grace_period_s", "2",
-                          "--server.workers", "2"] + extra, stdout=log, stderr=subprocess.STDOUT)
-    servers.append((p, logp))
-    ch = chan_fn(port)
-    h = hgrpc.HealthStub(ch)
-    t0 = time.time()
-    ok = False
-    while time.time() - t0 < 60 and p.poll() is None:
-        try:
-            if h.Check(hpb.HealthCheckRequest(service=""), timeout=1).status == 1:
-                ok = True
-                break
-        except grpc.RpcError:
-            time.sleep(0.2)
-    ch.close()
+    p, log = serve(["--role", "monolithic", "--host", "127.0.0.1", "--port", str(port),
+                    "--models-root", root, "--default-model", "t1", "--audio.encoder_path",
+                    encoder, "--server.grace_period_s", "2", "--server.workers", "2"] + extra,
+                   logp)
+    ok = wait_serving(port, proc=p, channel_fn=chan_fn)
     if not ok:
-        log.seek(0)
-        print("# %s log:\n# %s" % (name, log.read().replace("\n", "\n# ")))
+        log_tail(log, title="%s log" % name)
     return p, port, logp, ok
 
 
-def code_of(fn, *a, **kw):
-    try:
-        fn(*a, **kw)
-        return grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-
-
-def check(name, cond, note=""):
-    tap(bool(cond), name, "" if cond else note)
-
-
-def test(fn):
-    try:
-        fn()
-    except Exception:
-        tap(False, fn.__name__, "exception")
-        print("# " + traceback.format_exc().replace("\n", "\n# "))
-    return fn
-
-
 def health_code(ch):
-    return code_of(hgrpc.HealthStub(ch).Check, hpb.HealthCheckRequest(service=""), timeout=5)
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    try:
-        return p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        return -9
+    return status_of(hgrpc.HealthStub(ch).Check, hpb.HealthCheckRequest(service=""), timeout=5)
 
 
 # ---- TLS ----------------------------------------------------------------------------------------
-@test
+@run
 def tls():
     p, port, _, ok = start_server(
         "tls", ["--server.tls_cert", P("server.pem"), "--server.tls_key", P("server.key")],
@@ -241,7 +117,7 @@ def tls():
     check("TLS server starts and answers over TLS with the right CA", ok)
     if not ok:
         return
-    c, d = health_code(grpc.insecure_channel("127.0.0.1:%d" % port))
+    c, d = health_code(channel(port))
     check("TLS: plaintext client refused (UNAVAILABLE)", c == grpc.StatusCode.UNAVAILABLE,
           "%s %s" % (c, d))
     c, d = health_code(secure_channel(port, "otherca.pem"))
@@ -260,10 +136,10 @@ def tls():
                         capture_output=True, text=True)
     check("lipsync client without --tls-ca against TLS fails", r2.returncode == 1,
           "rc %d %s" % (r2.returncode, r2.stderr))
-    check("TLS server drains on SIGTERM and exits 0", stop(p) == 0)
+    check("TLS server drains on SIGTERM and exits 0", stop(p, 20) == 0)
 
 
-@test
+@run
 def mtls():
     gw_port = free_port()
     p, port, _, ok = start_server(
@@ -305,10 +181,10 @@ def mtls():
             break
     ws.close()
     check("gateway over mTLS: a stream delivers frames", frames >= 5, "%d frames" % frames)
-    stop(p)
+    stop(p, 20)
 
 
-@test
+@run
 def tls_bad_config():
     r = subprocess.run([BIN, "serve", "--port", str(free_port()), "--models-root", root,
                         "--server.tls_cert", P("server.pem"), "--server.tls_key",
@@ -391,15 +267,15 @@ def no_secret(text):
     return not any(v in text for v in SECRETS.values())
 
 
-@test
+@run
 def auth():
     p, port, logp, ok = start_server(
         "auth", ["--auth.keys_file", keys_path, "--audit.enabled", "true", "--audit.file",
-                 audit_path], lambda port: grpc.insecure_channel("127.0.0.1:%d" % port))
+                 audit_path])
     check("auth server starts; grpc.health.v1 answers without a key", ok)
     if not ok:
         return
-    ch = grpc.insecure_channel("127.0.0.1:%d" % port, options=OPTS)
+    ch = channel(port)
     mono = mgrpc.MonolithicServiceStub(ch)
     opt = ogrpc.OptimizedLipSyncServiceStub(ch)
     comp = cgrpc.CompositingServiceStub(ch)
@@ -407,12 +283,8 @@ def auth():
     c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest())
     check("no key: UNAUTHENTICATED", c == grpc.StatusCode.UNAUTHENTICATED and
           "authorization" in d, "%s %s" % (c, d))
-    try:
-        mono.ListModels(mpb.ListModelsRequest(), timeout=10,
-                        metadata=[("authorization", "Bearer not-a-key-123")])
-        c, d = grpc.StatusCode.OK, ""
-    except grpc.RpcError as e:
-        c, d = e.code(), e.details()
+    c, d = status_of(mono.ListModels, mpb.ListModelsRequest(), timeout=10,
+                     metadata=[("authorization", "Bearer not-a-key-123")])
     check("unknown key: UNAUTHENTICATED, key not echoed",
           c == grpc.StatusCode.UNAUTHENTICATED and "not-a-key-123" not in d, "%s %s" % (c, d))
     c, d, r, _ = call(mono.ListModels, mpb.ListModelsRequest(), "acme")
@@ -503,7 +375,7 @@ def auth():
     out, code = v1_stream([v1pb.StreamRequest(open=v1pb.StreamOpen(avatar_id="t2",
                                                                    disable_idle=True))])
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        tap(True, "v1 Stream scoping", "SKIP lipsync.v1 not served by this build")
+        tap(True, "v1 Stream scoping", skip="lipsync.v1 not served by this build")
     else:
         check("acme v1 Stream open on t2: PERMISSION_DENIED before any message",
               code == grpc.StatusCode.PERMISSION_DENIED and not out, "%s %d" % (code, len(out)))
@@ -529,7 +401,6 @@ def auth():
     check("admin key UnloadModel t2: OK", c == grpc.StatusCode.OK, "%s %s" % (c, d))
 
     # Calls in progress per key: gamma may hold one; a stream that is open holds it.
-    q = []
     gate = __import__("threading").Event()
 
     def slow_reqs():
@@ -570,7 +441,7 @@ def auth():
     if c1 == grpc.StatusCode.OK and c3 == grpc.StatusCode.OK and T >= 2.5:
         # A machine this loaded refills the debt while the call runs; that is the bucket
         # working, not a failure, but then this case proves nothing.
-        tap(True, name, "SKIP the batch took %.1f s on a loaded machine" % T)
+        tap(True, name, skip="the batch took %.1f s on a loaded machine" % T)
     else:
         check(name, c1 == grpc.StatusCode.OK and c3 == grpc.StatusCode.RESOURCE_EXHAUSTED and
               max(1, 3001 - 1000 * T - 5) <= retry <= 3001 and "retry after" in d3,
@@ -604,13 +475,9 @@ def auth():
     with open(keys_path, "w") as f:
         f.write(keys_doc(["beta", "gamma", "ops", "newkey"]))
     p.send_signal(signal.SIGHUP)
-    t0, c = time.time(), None
-    while time.time() - t0 < 10:
-        c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "newkey")
-        if c == grpc.StatusCode.OK:
-            break
-        time.sleep(0.2)
-    check("SIGHUP: a new key works without a restart", c == grpc.StatusCode.OK, str(c))
+    ok = wait_until(lambda: call(mono.ListModels, mpb.ListModelsRequest(), "newkey")[0] ==
+                    grpc.StatusCode.OK, 10)
+    check("SIGHUP: a new key works without a restart", ok, "newkey not accepted within 10 s")
     c, d, _, _ = call(mono.ListModels, mpb.ListModelsRequest(), "acme")
     check("SIGHUP: a removed key is refused", c == grpc.StatusCode.UNAUTHENTICATED, str(c))
     with open(keys_path, "w") as f:
@@ -622,7 +489,7 @@ def auth():
           str(c))
     check("server still running after SIGHUPs", p.poll() is None)
     ch.close()
-    check("auth server drains on SIGTERM and exits 0", stop(p) == 0)
+    check("auth server drains on SIGTERM and exits 0", stop(p, 20) == 0)
     log = open(logp).read()
     check("broken keys file reported in the log", "keys not reloaded" in log, log[-2000:])
 
@@ -647,7 +514,7 @@ def auth():
           any(l["key_id"] == "" and l["status"] == "UNAUTHENTICATED" for l in lines))
 
 
-@test
+@run
 def auth_bad_keys_file():
     bad = os.path.join(tmp, "bad_keys.json")
     with open(bad, "w") as f:
@@ -660,7 +527,7 @@ def auth_bad_keys_file():
           "rc %d %s" % (r.returncode, r.stderr[-500:]))
 
 
-@test
+@run
 def compositing_to_inference_tls():
     """The compositing role calls an inference server over TLS with its own API key."""
     kp = os.path.join(tmp, "inf_keys.json")
@@ -682,11 +549,10 @@ def compositing_to_inference_tls():
     pc, portc, _, ok = start_server(
         "comp_tls", ["--role", "compositing", "--inference_server.url",
                      "127.0.0.1:%d" % porti, "--inference_server.tls_ca", P("ca.pem"),
-                     "--inference_server.api_key_file", kf],
-        lambda port: grpc.insecure_channel("127.0.0.1:%d" % port))
+                     "--inference_server.api_key_file", kf])
     check("compositing role reaches the TLS inference server with its key (SERVING)", ok)
     if ok:
-        ch = grpc.insecure_channel("127.0.0.1:%d" % portc, options=OPTS)
+        ch = channel(portc)
         comp = cgrpc.CompositingServiceStub(ch)
         B = 2
         r = comp.InferBatchComposite(cpb.CompositeBatchRequest(
@@ -695,8 +561,8 @@ def compositing_to_inference_tls():
         check("compositing -> inference over TLS: 2 frames", len(r.composited_frames) == B,
               str(r)[:200])
         ch.close()
-        stop(pc)
-    stop(pi)
+        stop(pc, 20)
+    stop(pi, 20)
     lines = [json.loads(l) for l in open(inf_audit) if l.strip()]
     check("inference audit: InferBatch by key compositor on t1 with 2 frames",
           any(l["key_id"] == "compositor" and l["rpc"].endswith("/InferBatch") and
