@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import grpc  # noqa: E402
@@ -47,6 +48,21 @@ def rss_kb(pid):
     return None
 
 
+def heap_kb(port):
+    """(in use, free) KiB of the server's malloc heap from its /metrics; (-1, -1) if unread."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return -1, -1
+    v = {}
+    for line in text.splitlines():
+        if line.startswith("lipsync_heap_"):
+            k, x = line.split()
+            v[k] = float(x) / 1024.0
+    return v.get("lipsync_heap_in_use_bytes", -1), v.get("lipsync_heap_free_bytes", -1)
+
+
 def main():
     ap = argparse.ArgumentParser(description="run lipsync serve under mixed load; report RSS, errors, latency")
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -54,6 +70,8 @@ def main():
     ap.add_argument("--csv", default="")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/lipsync"))
     ap.add_argument("--models", default=os.path.join(ROOT, "models"))
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra `lipsync serve` argument (repeat), e.g. --server-arg=--onnx.x")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="lipsync-soak-")
     stubs = os.path.join(tmp, "stubs")
@@ -79,11 +97,13 @@ def main():
                            os.path.join(a.models, "unet_tiny.onnx"), "--frames",
                            str(a.avatar_frames)], stdout=subprocess.DEVNULL)
     port = free_port()
+    mport = free_port()
     log = open(os.path.join(tmp, "server.log"), "w")
     srv = subprocess.Popen([a.bin, "serve", "--role", "monolithic", "--models-root", root,
                             "--default-model", "soak", "--port", str(port), "--audio.encoder_path",
                             os.path.join(a.models, "audio_encoder_tiny.onnx"), "--log.level",
-                            "warn"], stdout=log, stderr=log)
+                            "warn", "--metrics.port", str(mport)] + a.server_arg,
+                           stdout=log, stderr=log)
     target = "127.0.0.1:%d" % port
     opts = [("grpc.max_receive_message_length", 200 << 20),
             ("grpc.max_send_message_length", 200 << 20)]
@@ -214,10 +234,12 @@ def main():
         if r is None or srv.poll() is not None:
             died = True
             break
-        samples.append((time.time() - t_start, r))
+        used, free = heap_kb(mport)
+        samples.append((time.time() - t_start, r, used, free))
         el = time.time() - t_start
         if len(samples) % 12 == 0:
-            print("# t=%5.0f s rss=%.1f MiB" % (el, r / 1024.0))
+            print("# t=%5.0f s rss=%.1f MiB heap in use=%.1f MiB heap free=%.1f MiB" %
+                  (el, r / 1024.0, used / 1024.0, free / 1024.0))
             sys.stdout.flush()
     stop.set()
     for th in threads:
@@ -226,13 +248,13 @@ def main():
     code = srv.wait(timeout=60)
     if a.csv:
         with open(a.csv, "w") as f:
-            f.write("seconds,rss_kb\n")
-            for s, r in samples:
-                f.write("%.1f,%d\n" % (s, r))
-    base = [r for s, r in samples if s >= warm]
+            f.write("seconds,rss_kb,heap_in_use_kb,heap_free_kb\n")
+            for s, r, u, fr in samples:
+                f.write("%.1f,%d,%d,%d\n" % (s, r, u, fr))
+    base = [r for s, r, _, _ in samples if s >= warm]
     base_rss = base[0] if base else (samples[0][1] if samples else 0)
     end_rss = samples[-1][1] if samples else 0
-    peak = max((r for _, r in samples), default=0)
+    peak = max((r for _, r, _, _ in samples), default=0)
     growth = 100.0 * (end_rss - base_rss) / base_rss if base_rss else 0.0
     unexpected = 0
     for name in sorted(stats):

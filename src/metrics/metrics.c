@@ -8,6 +8,7 @@
 #include "metrics/metrics.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -666,6 +667,12 @@ static void std_hook(lip_metrics *m, void *arg)
     (void)arg;
     int64_t rss = lip_metrics_rss_bytes();
     if (rss >= 0) lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_RSS, NULL, NULL), (double)rss);
+    /* What of the resident memory is live allocations and what the allocator keeps for reuse
+     * (the server tunes malloc to keep freed pages, lip_rpc_tune_malloc). */
+    struct mallinfo2 mi = mallinfo2();
+    lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_HEAP_USED, NULL, NULL),
+                  (double)(mi.uordblks + mi.hblkhd));
+    lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_HEAP_FREE, NULL, NULL), (double)mi.fordblks);
 }
 
 int lip_metrics_register_std(lip_metrics *m, lip_err *err)
@@ -690,6 +697,10 @@ int lip_metrics_register_std(lip_metrics *m, lip_err *err)
         {LIP_METRIC_BUILD_INFO, LIP_METRIC_GAUGE, "version,revision",
          "Always 1; the labels name the build"},
         {LIP_METRIC_RSS, LIP_METRIC_GAUGE, NULL, "Resident memory size in bytes"},
+        {LIP_METRIC_HEAP_USED, LIP_METRIC_GAUGE, NULL,
+         "Bytes allocated with malloc and not freed (live data, ONNX Runtime's arena included)"},
+        {LIP_METRIC_HEAP_FREE, LIP_METRIC_GAUGE, NULL,
+         "Bytes freed but kept by malloc for reuse (counted in the resident size when touched)"},
         {LIP_METRIC_START_TIME, LIP_METRIC_GAUGE, NULL,
          "Time the metrics registry was set up (process start), seconds since the Unix epoch"},
     };

@@ -32,6 +32,8 @@
 #define LIP_METRIC_BUILD_INFO "lipsync_build_info"           /* gauge {version,revision} = 1 */
 #define LIP_METRIC_RSS "process_resident_memory_bytes"       /* gauge, /proc/self/statm */
 #define LIP_METRIC_START_TIME "process_start_time_seconds"   /* gauge, Unix time */
+#define LIP_METRIC_HEAP_USED "lipsync_heap_in_use_bytes"     /* gauge, malloc: allocated */
+#define LIP_METRIC_HEAP_FREE "lipsync_heap_free_bytes"       /* gauge, malloc: freed, kept */
 
 /* Bounds that keep a hostile or buggy caller from growing the registry without limit. */
 #define LIP_METRICS_MAX_LABELS 8

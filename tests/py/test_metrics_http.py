@@ -89,7 +89,8 @@ def main():
             fams = {}
         for fam in ("lipsync_requests_total", "lipsync_frames_total", "lipsync_stage_seconds",
                     "lipsync_queue_depth", "lipsync_avatars_loaded", "lipsync_evictions_total",
-                    "process_resident_memory_bytes", "lipsync_ready", "lipsync_build_info"):
+                    "process_resident_memory_bytes", "lipsync_heap_in_use_bytes",
+                    "lipsync_heap_free_bytes", "lipsync_ready", "lipsync_build_info"):
             check(f"family {fam} present with HELP and TYPE",
                   fam in fams and "type" in fams[fam] and "help" in fams[fam])
 
@@ -109,6 +110,12 @@ def main():
         rss = value("process_resident_memory_bytes", "process_resident_memory_bytes")
         check("resident memory is plausible (1 MiB .. 64 GiB)",
               rss is not None and (1 << 20) < rss < (64 << 30), str(rss))
+        used = value("lipsync_heap_in_use_bytes", "lipsync_heap_in_use_bytes")
+        free = value("lipsync_heap_free_bytes", "lipsync_heap_free_bytes")
+        # The test program holds a few MiB of its own allocations (registry, buffers).
+        check("malloc heap in use is plausible (64 KiB .. 64 GiB) and free is >= 0",
+              used is not None and (64 << 10) < used < (64 << 30) and free is not None and
+              free >= 0, "%s %s" % (used, free))
         # The helper observed 1..100 ms in 1 ms steps into stage="unet".
         buckets = [(lab["le"], v) for n, lab, v in fams.get("lipsync_stage_seconds", {}).get("samples", [])
                    if n == "lipsync_stage_seconds_bucket" and lab.get("stage") == "unet"]
