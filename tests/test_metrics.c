@@ -233,8 +233,9 @@ static void t_text_format(void)
     CHECK_RC(lip_metrics_render(m, &txt, &len, &e));
     CHECK(txt && strlen(txt) == len);
     int n = parse_exposition(txt);
-    /* 8 plain gauges/counters + build info + 1 request counter + 49 buckets + _sum + _count */
-    CHECK_MSG(n == 61, "%d samples", n);
+    /* 10 plain gauges/counters (the two heap gauges included) + build info + 1 request counter
+     * + 49 buckets + _sum + _count */
+    CHECK_MSG(n == 63, "%d samples", n);
     CHECK(strstr(txt, "lipsync_requests_total{rpc=\"we\\\"ird\\\\rpc\\nname\",code=\"OK\"} 3\n"));
     CHECK(strstr(txt, "# TYPE lipsync_stage_seconds histogram\n"));
     CHECK(strstr(txt, "lipsync_stage_seconds_bucket{stage=\"encode\",le=\"+Inf\"} 2\n"));
@@ -367,6 +368,30 @@ static void t_alloc_failure(void)
     CHECK(failures > 10); /* the sweep did reach the allocations */
 }
 
+/* GPU memory: families exist exactly when NVML found devices; each device has both gauges with
+ * used <= total at a scrape. On a machine without the NVIDIA driver nothing is registered. */
+static void t_gpu(void)
+{
+    lip_err e = {0};
+    lip_metrics *m = lip_metrics_new();
+    CHECK(m != NULL);
+    if (!m) return;
+    int n = lip_metrics_register_gpu(m, &e);
+    CHECK_MSG(n >= 0, "%s", e.msg);
+    char *txt = NULL;
+    size_t len = 0;
+    CHECK_RC(lip_metrics_render(m, &txt, &len, &e));
+    bool has = txt && strstr(txt, "lipsync_gpu_memory_used_bytes") != NULL;
+    CHECK_MSG(has == (n > 0), "%d GPUs but families %s", n, has ? "present" : "absent");
+    if (n > 0 && txt) {
+        CHECK(strstr(txt, "lipsync_gpu_memory_used_bytes{gpu=\"0\"}") != NULL);
+        CHECK(strstr(txt, "lipsync_gpu_memory_total_bytes{gpu=\"0\"}") != NULL);
+    }
+    printf("# %d GPU(s) seen through NVML\n", n);
+    lip_free(txt);
+    lip_metrics_free(m);
+}
+
 static void t_global(void)
 {
     lip_metrics *g = lip_metrics_global();
@@ -472,6 +497,7 @@ int main(int argc, char **argv)
     RUN(t_parser_rejects);
     RUN(t_errors);
     RUN(t_alloc_failure);
+    RUN(t_gpu);
     RUN(t_global);
     RUN(t_http_errors);
     return test_summary();

@@ -197,6 +197,7 @@ int lip_cli_serve(int argc, char **argv)
     so.engine.provider = lip_config_enum_name("onnx.provider", cfg->onnx.provider);
     so.engine.device_id = cfg->onnx.device_id;
     so.engine.intra_threads = cfg->onnx.intra_op_threads;
+    so.engine.cpu_arena = cfg->onnx.cpu_arena;
     so.engine.inter_threads = cfg->onnx.inter_op_threads;
     so.engine.gpu_mem_limit = (size_t)cfg->onnx.gpu_mem_limit_mb << 20;
     so.engine.trt_fp16 = cfg->onnx.trt_fp16;
@@ -322,7 +323,7 @@ int lip_cli_serve(int argc, char **argv)
         lip_metrics *m = lip_metrics_global();
         scrape_ctx.sv = sv;
         scrape_ctx.srv = srv;
-        if (!m || lip_metrics_register_std(m, &err) ||
+        if (!m || lip_metrics_register_std(m, &err) || lip_metrics_register_gpu(m, &err) < 0 ||
             lip_metrics_on_scrape(m, on_scrape, &scrape_ctx, &err) ||
             !(mhttp = lip_metrics_http_start(cfg->metrics.port, cfg->server.host, m, &err))) {
             lip_cli_fail("serve", "metrics: %s", err.msg);

@@ -105,6 +105,9 @@ static const lip_config_key keys[] = {
           "threads across operators; 0 = ONNX Runtime's default"),
     K_INT("onnx.device_id", onnx.device_id, 0, 63, "0", false, 0,
           "GPU used when a model has no preferred_gpu and gpus.count is 1"),
+    K_BOOL("onnx.cpu_arena", onnx.cpu_arena, "true", false,
+           "ONNX Runtime's CPU memory arena; false = tensors come from malloc (see docs/SERVING.md, "
+           "memory)"),
     K_INT("onnx.gpu_mem_limit_mb", onnx.gpu_mem_limit_mb, 0, 16777216, "0", false, 0,
           "device memory arena limit per session, MiB; 0 = unlimited"),
     K_BOOL("onnx.trt_fp16", onnx.trt_fp16, "false", false,

@@ -99,6 +99,7 @@ typedef struct lip_config {
     struct {
         int provider;             /* enum lip_provider */
         int intra_op_threads;     /* 0 = ONNX Runtime's default */
+        bool cpu_arena;           /* ORT's CPU arena (else malloc per tensor) */
         int inter_op_threads;
         int device_id;
         int gpu_mem_limit_mb;     /* 0 = unlimited */

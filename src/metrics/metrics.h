@@ -34,6 +34,8 @@
 #define LIP_METRIC_START_TIME "process_start_time_seconds"   /* gauge, Unix time */
 #define LIP_METRIC_HEAP_USED "lipsync_heap_in_use_bytes"     /* gauge, malloc: allocated */
 #define LIP_METRIC_HEAP_FREE "lipsync_heap_free_bytes"       /* gauge, malloc: freed, kept */
+#define LIP_METRIC_GPU_USED "lipsync_gpu_memory_used_bytes"  /* gauge {gpu}, NVML */
+#define LIP_METRIC_GPU_TOTAL "lipsync_gpu_memory_total_bytes" /* gauge {gpu}, NVML */
 
 /* Bounds that keep a hostile or buggy caller from growing the registry without limit. */
 #define LIP_METRICS_MAX_LABELS 8
@@ -70,6 +72,10 @@ int lip_metrics_register_histogram(lip_metrics *m, const char *name, const char 
                                    const char *labels, double lo, int nbuckets, lip_err *err);
 /* Registers every LIP_METRIC_* family above and sets build info and start time. Thread-safe. */
 int lip_metrics_register_std(lip_metrics *m, lip_err *err);
+/* GPU memory per device (LIP_METRIC_GPU_*, read at each scrape) when the NVIDIA driver's NVML
+ * library can be loaded: returns the number of GPUs found (0 = none or no driver: nothing is
+ * registered, not an error), or an error code. Thread-safe; call once per registry. */
+int lip_metrics_register_gpu(lip_metrics *m, lip_err *err);
 
 /* Looks up (creating on first use) the series of family name with the given label values
  * (exactly as many as the family has labels; NULL when it has none). Values are copied; each at
