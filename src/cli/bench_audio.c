@@ -123,7 +123,7 @@ int lip_bench_audio(int argc, char **argv)
                                        {0, 0, 0, 0}};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 's':
             if (lip_parse_double(optarg, &seconds) || !(seconds >= 0.2 && seconds <= 3600)) {

@@ -59,7 +59,7 @@ int lip_bench_separated(int argc, char **argv)
     int c;
     long v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'r': models_root = optarg; break;
         case 'm': model = optarg; break;

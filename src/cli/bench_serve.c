@@ -80,12 +80,14 @@ int lip_bench_serve(int argc, char **argv)
                                        {"clients", required_argument, 0, 'c'},
                                        {"requests", required_argument, 0, 'n'},
                                        {"encoder", required_argument, 0, 'e'},
+                                       {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int c;
     long v;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
+        case 'h': usage(stdout); return 0;
         case 'r': b.models_root = optarg; break;
         case 'm': b.model = optarg; break;
         case 'e': b.encoder = optarg; break;

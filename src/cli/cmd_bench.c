@@ -138,11 +138,13 @@ int lip_cli_bench(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (lip_cli_wants_help(argc - 1, argv + 1)) {
-        usage(stdout);
-        return 0;
+    if (strcmp(argv[1], "model") == 0) {
+        if (lip_cli_wants_help(argc - 1, argv + 1)) {
+            usage(stdout);
+            return 0;
+        }
+        return bench_model(argc - 1, argv + 1);
     }
-    if (strcmp(argv[1], "model") == 0) return bench_model(argc - 1, argv + 1);
     static const struct {
         const char *name;
         int (*fn)(int, char **);

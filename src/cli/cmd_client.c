@@ -189,12 +189,13 @@ static int do_infer(lip_rpc_client *c, const opts *o)
 
 int lip_cli_client(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "stream") == 0) /* its own options and --help */
+        return lip_cli_client_stream(argc - 1, argv + 1);
     if (argc < 2 || lip_cli_wants_help(argc, argv)) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "stream") == 0) return lip_cli_client_stream(argc - 1, argv + 1);
     opts o = {.timeout_ms = 60000, .start = 0, .batch = 8, .batches = 1};
     lip_strlcpy(o.target, "127.0.0.1:50053", sizeof o.target);
     static const struct option lo[] = {

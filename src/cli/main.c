@@ -17,7 +17,7 @@ static const struct {
     {"serve", lip_cli_serve, "run a gRPC server (--role monolithic|inference|compositing)"},
     {"render", lip_cli_render, "render an avatar speaking a WAV to MP4 or an image sequence"},
     {"client", lip_cli_client, "call a running server's RPCs"},
-    {"bench", lip_cli_bench, "measure speed: model, audio, pipeline, serve"},
+    {"bench", lip_cli_bench, "measure speed and memory (`lipsync bench --help` lists them)"},
     {"audio", lip_cli_audio, "audio front end: features and mel of a WAV"},
     {"avatar", lip_cli_avatar, "import avatars from video, inspect them"},
     {"model", lip_cli_model, "inspect and run ONNX models (info, run)"},
