@@ -67,6 +67,17 @@ static void ort_init(void)
     }
     OrtStatus *st = ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "lipsync", &ort_env);
     if (!st) st = ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &cpu_mem);
+    /* One CPU arena for every session of the process (sessions opt in with
+     * session.use_env_allocators): with a private arena per session each loaded avatar keeps
+     * the peak activations of its own runs, so N avatars hold N peaks. The arena grows by what
+     * is asked (kSameAsRequested) rather than by powers of two up to 1 GiB, so what it holds
+     * tracks the real peak instead of reserving twice of it. */
+    OrtArenaCfg *ac = NULL;
+    const char *ak[] = {"arena_extend_strategy"};
+    const size_t av[] = {1};
+    if (!st) st = ort->CreateArenaCfgV2(ak, av, 1, &ac);
+    if (!st) st = ort->CreateAndRegisterAllocator(ort_env, cpu_mem, ac);
+    if (ac) ort->ReleaseArenaCfg(ac);
     if (st) {
         snprintf(ort_init_error, sizeof ort_init_error, "ONNX Runtime init failed: %s",
                  ort->GetErrorMessage(st));
@@ -329,6 +340,9 @@ static lip_engine *engine_new(const char *path, const void *data, size_t len, in
     if (!rc) rc = ort_check(ort->AddSessionConfigEntry(so, "session.set_denormal_as_zero", "1"), err,
                             "denormals as zero");
     if (!rc && !o.cpu_arena) rc = ort_check(ort->DisableCpuMemArena(so), err, "cpu arena");
+    if (!rc && o.cpu_arena)
+        rc = ort_check(ort->AddSessionConfigEntry(so, "session.use_env_allocators", "1"), err,
+                       "shared cpu arena");
     if (!rc) rc = ort_check(ort->SetSessionLogSeverityLevel(so, o.log_level), err, "log level");
     if (!rc && strcmp(prov, "tensorrt") == 0) {
         rc = append_trt(so, &o, err);

@@ -186,8 +186,10 @@ void lip_rpc_block_signals(void);
 int lip_rpc_wait_signal(void);
 
 /* glibc malloc tuning for tens-of-MB messages (no mmap per allocation, no trimming): faulting
- * fresh pages per message otherwise dominates the cost of a big call. Process-wide; call once at
- * start-up before threads exist. */
+ * fresh pages per message otherwise dominates the cost of a big call; and few arenas (2, or a
+ * quarter of the cores from 8 up, unless MALLOC_ARENA_MAX is set) so freed buffers are reused
+ * across threads instead of pooling per arena. Process-wide; call once at start-up before
+ * threads exist. */
 void lip_rpc_tune_malloc(void);
 
 /* ---- inside a handler --------------------------------------------------------------------- */
