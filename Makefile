@@ -29,7 +29,7 @@ SANFLAGS :=
 OPT      := -O2
 endif
 
-PKGS := grpc gpr libprotobuf-c libjpeg spng zlib libdeflate libavformat libavcodec libswscale \
+PKGS := grpc gpr libprotobuf-c libjpeg spng zlib libavformat libavcodec libswscale \
         libswresample libavutil kissfft-float yaml-0.1 libcjson libmicrohttpd
 
 ORT_INC := $(ORT_ROOT)/include

@@ -3,10 +3,16 @@
 #  - Debian packages (apt, as root) listed in mk/packages.txt
 #  - ONNX Runtime (C API) from the npm registry, pinned and sha256-checked, into third_party/
 # ORT_ROOT=/path skips the ONNX Runtime fetch and uses that install instead.
+# LIPSYNC_DEPS=build installs only what building needs (the packages above the "test and demo
+# only" line of mk/packages.txt), as the container image's build stage does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=$(grep -v '^#' mk/packages.txt | tr '\n' ' ')
+if [[ "${LIPSYNC_DEPS:-all}" == build ]]; then
+    want=$(sed '/^# ---- test and demo only/,$d' mk/packages.txt | grep -v '^#' | tr '\n' ' ')
+else
+    want=$(grep -v '^#' mk/packages.txt | tr '\n' ' ')
+fi
 missing=()
 for p in $want; do
     st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)

@@ -111,4 +111,49 @@ tap(kurl == "dns:///lipsync-inference.%s.svc.cluster.local:%d" %
 rp = deps["lipsync-compositing"]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
 tap(rp["grpc"].get("service") == "compositing.CompositingService",
     "k8s: compositing readiness follows compositing.CompositingService (backend health)")
+
+# ---- the container image ---------------------------------------------------------------------
+# The runtime stage installs exactly what the binary links: every NEEDED library of build/lipsync
+# (found by ldd, owned by a Debian package) must come from a package the Dockerfile names, or
+# from libc6; ONNX Runtime travels with the binary. The build context leaves out host builds.
+import re  # noqa: E402
+
+with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+    dockerfile = f.read()
+stages = dockerfile.split("\nFROM ")
+runtime = stages[-1] if len(stages) > 1 else ""
+listed = set(re.findall(r"\b(lib[a-z0-9.+-]+|zlib1g)\b", runtime.split("COPY")[0]))
+elf = subprocess.run(["readelf", "-d", BIN], capture_output=True, text=True).stdout
+needed = re.findall(r"\(NEEDED\).*\[(.+?)\]", elf)
+ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(["ldd", BIN], capture_output=True,
+                                                              text=True).stdout, re.M))
+
+
+def owner(path):
+    for p in (path, os.path.realpath(path)):
+        r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
+        if r.returncode == 0:
+            return r.stdout.split(":")[0]
+    return None
+
+
+missing = []
+for so in needed:
+    if so.startswith("libonnxruntime"):
+        continue
+    pkg = owner(ldd[so]) if so in ldd else None
+    if pkg != "libc6" and pkg not in listed:
+        missing.append("%s (%s)" % (so, pkg))
+tap(len(needed) > 5 and not missing,
+    "Dockerfile: the runtime stage installs the package of every library the binary links",
+    "not installed: " + ", ".join(missing))
+try:
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        ign = f.read().split()
+except OSError:
+    ign = []
+tap(all(d in ign for d in ("/build/", "/third_party/", "/models/")),
+    ".dockerignore leaves host builds, ONNX Runtime and models out of the build context", str(ign))
+tap("USER lipsync" in runtime and "HEALTHCHECK" in runtime and "LIPSYNC_DEPS=build" in dockerfile,
+    "Dockerfile: non-root user, health check, build-only dependencies")
 finish()
