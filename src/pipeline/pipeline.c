@@ -150,11 +150,21 @@ static void chunk_buf_free(chunk_buf *c, int chunk)
     memset(c, 0, sizeof *c);
 }
 
+/* A slot's buffer, written once when it is made: the slots are the pipeline's preallocated
+ * worst case, so their pages are faulted in now rather than whenever a rare long request first
+ * reaches the second chunk buffer, which would show as a late step in the resident size. */
+static void *slot_alloc(size_t n)
+{
+    void *p = lip_aligned_alloc(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
 static int chunk_buf_init(chunk_buf *c, int chunk)
 {
-    c->visual = lip_aligned_alloc((size_t)chunk * LIP_UNET_VISUAL_FLOATS * sizeof(float));
-    c->out = lip_aligned_alloc((size_t)chunk * LIP_UNET_OUT_FLOATS * sizeof(float));
-    c->crops = lip_aligned_alloc((size_t)chunk * CROP_BYTES);
+    c->visual = slot_alloc((size_t)chunk * LIP_UNET_VISUAL_FLOATS * sizeof(float));
+    c->out = slot_alloc((size_t)chunk * LIP_UNET_OUT_FLOATS * sizeof(float));
+    c->crops = slot_alloc((size_t)chunk * CROP_BYTES);
     c->enc = lip_calloc((size_t)chunk, sizeof(lip_buf));
     return c->visual && c->out && c->crops && c->enc ? 0 : LIP_ENOMEM;
 }
@@ -221,7 +231,7 @@ lip_pipeline *lip_pipeline_new(const lip_pipeline_opts *opts, lip_err *err)
         s->p = p;
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cv, NULL);
-        s->audio = lip_aligned_alloc((size_t)MAX_BATCH * LIP_UNET_AUDIO_FLOATS * sizeof(float));
+        s->audio = slot_alloc((size_t)MAX_BATCH * LIP_UNET_AUDIO_FLOATS * sizeof(float));
         if (!s->audio || chunk_buf_init(&s->cb[0], p->o.chunk_frames) ||
             chunk_buf_init(&s->cb[1], p->o.chunk_frames)) {
             lip_err_set(err, LIP_ENOMEM, "out of memory for pipeline buffers");
@@ -626,7 +636,7 @@ int lip_pipeline_run(lip_pipeline *p, lip_avatar *a, const lip_request *r, lip_r
         for (int k = 0; k < 2 && !rc; k++)
             if (s->cb[k].frame_cap < fbytes) {
                 lip_free_aligned(s->cb[k].frames);
-                s->cb[k].frames = lip_aligned_alloc(fbytes * (size_t)chunk);
+                s->cb[k].frames = slot_alloc(fbytes * (size_t)chunk);
                 s->cb[k].frame_cap = s->cb[k].frames ? fbytes : 0;
                 if (!s->cb[k].frames) rc = lip_err_set(err, LIP_ENOMEM, "out of memory for frame buffers");
             }
