@@ -160,7 +160,7 @@ FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_LIB     := $(FUZZ_DIR)/liblipsync_fuzz.a
 # Only the modules the harnesses reach are rebuilt (faster, and a module being edited elsewhere
 # does not block fuzzing the others); a harness for another module adds it here.
-FUZZ_MODULES ?= core audio avatar image config engine metrics
+FUZZ_MODULES ?= core audio avatar image config engine metrics auth
 FUZZ_LIB_SRC := $(filter $(patsubst %,src/%/%,$(FUZZ_MODULES)),$(LIB_SRC))
 FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LIB_SRC)) \
                 $(patsubst $(BUILD)/gen/%.c,$(FUZZ_DIR)/obj/gen/%.o,$(GEN_C))

@@ -225,6 +225,37 @@ def avatar_seeds():
                                          rects, b"", frames_jpg[0]]))
 
 
+def authwire_seeds():
+    """Listing responses and requests as the auth guard's scanner sees them: the first byte
+    picks field 1, sub-field 1 and count field 2 where the harness reads them (0x15 = field 2,
+    sub 1, count 1; 0x24 = field 1, sub 1, count 2)."""
+    def varint(n):
+        out = b""
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    def ld(num, data):
+        return varint(num << 3 | 2) + varint(len(data)) + data
+
+    def vi(num, n):
+        return varint(num << 3) + varint(n)
+
+    ids = [b"t1", b"alpha", b"b", b"", b"z" * 70]
+    # ListModels / ListAvatars: repeated message {1: id, ...}.
+    models = b"".join(ld(1, ld(1, i) + vi(2, 1) + ld(3, b"/m/" + i + b".onnx")) for i in ids)
+    put("authwire", "list_models", b"\x24" + models)
+    put("authwire", "list_avatars", b"\x24" + models + ld(2, b"t1") + vi(3, 1))
+    # optimized ListModels: repeated string 1, count 2.
+    put("authwire", "optimized_list", b"\x20" + b"".join(ld(1, i) for i in ids) + vi(2, len(ids)))
+    # A request with the avatar nested two deep (lipsync.v1 StreamRequest.open.avatar_id).
+    put("authwire", "stream_open", b"\x04" + ld(1, ld(1, b"t2") + vi(3, 1)))
+    put("authwire", "mixed_types", b"\x24" + vi(1, 5) + ld(1, b"x") + b"\x0d\x01\x02\x03\x04")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -238,6 +269,7 @@ def main():
     image_seeds()
     config_seeds()
     avatar_seeds()
+    authwire_seeds()
     n = proto_seeds(a.build)
     print(f"make_corpus: wrote seeds ({n} protobuf requests) under {OUT}")
 

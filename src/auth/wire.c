@@ -67,39 +67,52 @@ static bool varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return false;
 }
 
-/* Walks one field: its number and wire type, and for wire type 2 the value's bounds (else
- * *val is NULL). Advances *p past the field; false when malformed (groups are refused, like
- * proto3). */
-static bool next_field(const uint8_t **p, const uint8_t *end, uint32_t *num, int *wt,
-                       const uint8_t **val, size_t *vlen, uint64_t *ival)
+/* One top-level field as the scanner sees it: number, wire type, the bytes it spans (key
+ * included), and its value: bounds for wire type 2 (val NULL otherwise), the number for 0. */
+typedef struct pb_field {
+    uint32_t num;
+    int wt;
+    const uint8_t *start, *end;
+    const uint8_t *val;
+    size_t vlen;
+    uint64_t ival;
+} pb_field;
+
+/* Reads the field at *p into f and advances *p past it: 1 read, 0 at the end, -1 malformed
+ * (groups are refused, like proto3). */
+static int pb_next(const uint8_t **p, const uint8_t *end, pb_field *f)
 {
+    if (*p >= end) return 0;
+    memset(f, 0, sizeof *f);
+    f->start = *p;
     uint64_t key;
-    if (!varint(p, end, &key)) return false;
-    *num = (uint32_t)(key >> 3);
-    *wt = (int)(key & 7);
-    *val = NULL;
-    *vlen = 0;
-    if (key >> 3 == 0 || key >> 3 > 0x1fffffff) return false;
-    switch (*wt) {
-    case 0: return varint(p, end, ival);
+    if (!varint(p, end, &key) || key >> 3 == 0 || key >> 3 > 0x1fffffff) return -1;
+    f->num = (uint32_t)(key >> 3);
+    f->wt = (int)(key & 7);
+    switch (f->wt) {
+    case 0:
+        if (!varint(p, end, &f->ival)) return -1;
+        break;
     case 1:
-        if (end - *p < 8) return false;
+        if (end - *p < 8) return -1;
         *p += 8;
-        return true;
+        break;
     case 5:
-        if (end - *p < 4) return false;
+        if (end - *p < 4) return -1;
         *p += 4;
-        return true;
+        break;
     case 2: {
         uint64_t n;
-        if (!varint(p, end, &n) || n > (uint64_t)(end - *p)) return false;
-        *val = *p;
-        *vlen = (size_t)n;
+        if (!varint(p, end, &n) || n > (uint64_t)(end - *p)) return -1;
+        f->val = *p;
+        f->vlen = (size_t)n;
         *p += n;
-        return true;
+        break;
     }
-    default: return false;
+    default: return -1;
     }
+    f->end = *p;
+    return 1;
 }
 
 int lip_auth_pb_string(const uint8_t *msg, size_t len, const uint32_t *path, int depth,
@@ -107,73 +120,57 @@ int lip_auth_pb_string(const uint8_t *msg, size_t len, const uint32_t *path, int
 {
     if (depth < 1 || depth > 3) return LIP_EINVAL;
     const uint8_t *p = msg, *end = msg + len;
-    int found = 0;
-    while (p < end) {
-        uint32_t num;
-        int wt;
-        const uint8_t *v;
-        size_t vl;
-        uint64_t iv;
-        if (!next_field(&p, end, &num, &wt, &v, &vl, &iv)) return LIP_EFORMAT;
-        if (num != path[0]) continue;
-        if (wt != 2) return LIP_EFORMAT; /* protobuf-c refuses the message too */
+    int found = 0, r;
+    pb_field f;
+    while ((r = pb_next(&p, end, &f)) > 0) {
+        if (f.num != path[0]) continue;
+        if (f.wt != 2) return LIP_EFORMAT; /* protobuf-c refuses the message too */
         if (depth == 1) {
-            *val = v;
-            *vlen = vl;
+            *val = f.val;
+            *vlen = f.vlen;
             found = 1;
             continue;
         }
         /* A nested message: occurrences merge, so a leaf in a later one overrides. */
         const uint8_t *iv2 = NULL;
         size_t il = 0;
-        int r = lip_auth_pb_string(v, vl, path + 1, depth - 1, &iv2, &il);
-        if (r < 0) return r;
+        int rr = lip_auth_pb_string(f.val, f.vlen, path + 1, depth - 1, &iv2, &il);
+        if (rr < 0) return rr;
         if (!found) {
-            *val = v; /* present, leaf empty so far */
+            *val = f.val; /* present, leaf empty so far */
             *vlen = 0;
         }
-        if (r == 1) {
+        if (rr == 1) {
             *val = iv2;
             *vlen = il;
         }
         found = 1;
     }
-    return found;
+    return r < 0 ? LIP_EFORMAT : found;
 }
 
-int lip_auth_pb_count(const uint8_t *msg, size_t len, uint32_t f)
+int lip_auth_pb_count(const uint8_t *msg, size_t len, uint32_t fnum)
 {
     const uint8_t *p = msg, *end = msg + len;
-    int n = 0;
-    while (p < end) {
-        uint32_t num;
-        int wt;
-        const uint8_t *v;
-        size_t vl;
-        uint64_t iv;
-        if (!next_field(&p, end, &num, &wt, &v, &vl, &iv)) return LIP_EFORMAT;
-        if (num == f && n < 0x7fffffff) n++;
-    }
-    return n;
+    int n = 0, r;
+    pb_field f;
+    while ((r = pb_next(&p, end, &f)) > 0)
+        if (f.num == fnum && n < 0x7fffffff) n++;
+    return r < 0 ? LIP_EFORMAT : n;
 }
 
-int lip_auth_pb_varint(const uint8_t *msg, size_t len, uint32_t f, uint64_t *out)
+int lip_auth_pb_varint(const uint8_t *msg, size_t len, uint32_t fnum, uint64_t *out)
 {
     const uint8_t *p = msg, *end = msg + len;
-    int found = 0;
-    while (p < end) {
-        uint32_t num;
-        int wt;
-        const uint8_t *v;
-        size_t vl;
-        uint64_t iv = 0;
-        if (!next_field(&p, end, &num, &wt, &v, &vl, &iv)) return LIP_EFORMAT;
-        if (num != f) continue;
-        if (wt != 0) return LIP_EFORMAT;
-        *out = iv;
+    int found = 0, r;
+    pb_field f;
+    while ((r = pb_next(&p, end, &f)) > 0) {
+        if (f.num != fnum) continue;
+        if (f.wt != 0) return LIP_EFORMAT;
+        *out = f.ival;
         found = 1;
     }
-    return found;
+    return r < 0 ? LIP_EFORMAT : found;
 }
 
 /* Writes v as a varint at out; returns its length (1-10). */
@@ -207,30 +204,20 @@ long lip_auth_pb_filter(uint8_t *msg, size_t len, uint32_t field, uint32_t sub,
      * it stands. */
     const uint8_t *p = msg, *end = msg + len;
     uint64_t kept = 0;
-    while (p < end) {
-        uint32_t num;
-        int wt;
-        const uint8_t *v;
-        size_t vl;
-        uint64_t iv;
-        if (!next_field(&p, end, &num, &wt, &v, &vl, &iv)) return LIP_EFORMAT;
-        if (num == field && (wt != 2 || elem_keeps(v, vl, sub, keep, ud))) kept++;
-        if (num == count_field && wt != 0) return LIP_EFORMAT;
+    int r;
+    pb_field f;
+    while ((r = pb_next(&p, end, &f)) > 0) {
+        if (f.num == field && (f.wt != 2 || elem_keeps(f.val, f.vlen, sub, keep, ud))) kept++;
+        if (f.num == count_field && f.wt != 0) return LIP_EFORMAT;
     }
+    if (r < 0) return LIP_EFORMAT;
     /* Pass 2: copy what stays, in place (the write position never passes the read position: a
      * smaller count never needs a longer varint). */
     p = msg;
     uint8_t *w = msg;
-    while (p < end) {
-        const uint8_t *start = p;
-        uint32_t num;
-        int wt;
-        const uint8_t *v;
-        size_t vl;
-        uint64_t iv;
-        next_field(&p, end, &num, &wt, &v, &vl, &iv);
-        if (num == field && wt == 2 && !elem_keeps(v, vl, sub, keep, ud)) continue;
-        if (num == count_field && iv > kept) {
+    while (pb_next(&p, end, &f) > 0) {
+        if (f.num == field && f.wt == 2 && !elem_keeps(f.val, f.vlen, sub, keep, ud)) continue;
+        if (f.num == count_field && f.ival > kept) {
             uint8_t tmp[24];
             size_t n = put_varint(tmp, (uint64_t)count_field << 3);
             n += put_varint(tmp + n, kept);
@@ -238,8 +225,8 @@ long lip_auth_pb_filter(uint8_t *msg, size_t len, uint32_t field, uint32_t sub,
             w += n;
             continue;
         }
-        memmove(w, start, (size_t)(p - start));
-        w += p - start;
+        memmove(w, f.start, (size_t)(f.end - f.start));
+        w += f.end - f.start;
     }
     return (long)(w - msg);
 }
