@@ -56,10 +56,11 @@ static char *dup_or_null(const char *s) { return s && *s ? lip_strdup(s) : NULL;
 
 void svc_rescan(lip_service *sv) { lip_registry_scan(sv->reg, NULL); }
 
-/* Joins a configured path with models_root unless absolute. */
+/* Joins a configured path with models_root unless absolute; NULL for an unset ("") path, so
+ * the avatar's canonical layout applies (<models_root>/<id>/frames/ ...). */
 static const char *resolve_path(const lip_service *sv, const char *p, char *buf, size_t n)
 {
-    if (!p) return NULL;
+    if (!p || !*p) return NULL;
     if (p[0] == '/') return p;
     return lip_path_join(buf, n, sv->models_root, p, NULL) ? NULL : buf;
 }
@@ -177,16 +178,8 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
         lip_err_prefix(err, "pipeline");
         goto fail;
     }
-    /* Preloads: the default model, then the models marked preload (pinned). */
-    if (sv->default_model[0]) {
-        double ms;
-        bool was;
-        if (svc_load(sv, sv->default_model, false, &ms, &was, err)) {
-            lip_err_prefix(err, "default model '%s'", sv->default_model);
-            goto fail;
-        }
-        lip_log_info("service: loaded default model '%s' in %.0f ms", sv->default_model, ms);
-    }
+    /* Preloads: the models marked preload (loaded and pinned), then the default model (already
+     * loaded when it is one of them: re-registering a loaded model would be refused). */
     for (int i = 0; opts && i < opts->n_models; i++) {
         if (!opts->models[i].preload) continue;
         char b1[4096], b2[4096], b3[4096];
@@ -199,6 +192,15 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
             lip_err_prefix(err, "preloading model '%s'", cm->id);
             goto fail;
         }
+    }
+    if (sv->default_model[0]) {
+        double ms;
+        bool was;
+        if (svc_load(sv, sv->default_model, false, &ms, &was, err)) {
+            lip_err_prefix(err, "default model '%s'", sv->default_model);
+            goto fail;
+        }
+        lip_log_info("service: loaded default model '%s' in %.0f ms", sv->default_model, ms);
     }
     if (sv->o.idle_timeout_min > 0) {
         if (pthread_create(&sv->ticker, NULL, ticker_main, sv) != 0) {

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 
-from lstest import BIN, ROOT, finish, tap
+from lstest import BIN, ROOT, finish, free_port, serve, stop, tap, tmpdir, wait_until
 
 DEPLOY = os.path.join(ROOT, "deploy")
 
@@ -156,4 +156,33 @@ tap(all(d in ign for d in ("/build/", "/third_party/", "/models/")),
     ".dockerignore leaves host builds, ONNX Runtime and models out of the build context", str(ign))
 tap("USER lipsync" in runtime and "HEALTHCHECK" in runtime and "LIPSYNC_DEPS=build" in dockerfile,
     "Dockerfile: non-root user, health check, build-only dependencies")
+
+# ---- the example config serves as shipped ----------------------------------------------------
+# deploy/lipsync.yaml is what the image runs (and what README points at): from a directory with
+# models/ and avatars/demo it must start, preload the demo avatar and answer, with only the port
+# changed. The image's own run (docker) is recorded in docs/OPERATIONS.md.
+if os.path.isdir(os.path.join(ROOT, "avatars", "demo")) and \
+        os.path.isfile(os.path.join(ROOT, "models", "audio_encoder.onnx")):
+    os.chdir(ROOT)
+    port = free_port()
+    log = os.path.join(tmpdir("lipsync-deploy-"), "serve.log")
+    p, lf = serve(["--config", "deploy/lipsync.yaml", "--server.port", str(port),
+                   "--server.host", "127.0.0.1"], log)
+
+    def healthy():
+        r = subprocess.run([BIN, "client", "health", "--port", str(port), "--timeout", "2000"],
+                           capture_output=True, text=True)
+        return r.returncode == 0
+
+    up = wait_until(healthy, 90, p)
+    lf.seek(0)
+    tap(up, "deploy/lipsync.yaml: serve starts with it and answers health (demo preloaded)",
+        lf.read()[-600:])
+    r = subprocess.run([BIN, "client", "list", "--port", str(port)], capture_output=True,
+                       text=True)
+    tap(up and r.returncode == 0 and "demo" in r.stdout and "yes" in r.stdout,
+        "deploy/lipsync.yaml: the demo avatar is listed as loaded", r.stdout + r.stderr)
+    tap(stop(p) == 0, "deploy/lipsync.yaml: SIGTERM drains and exits 0")
+else:
+    tap(True, "deploy/lipsync.yaml serves", skip="models/ or avatars/demo not generated")
 finish()
