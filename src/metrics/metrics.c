@@ -670,6 +670,7 @@ static void std_hook(lip_metrics *m, void *arg)
     /* What of the resident memory is live allocations and what the allocator keeps for reuse
      * (the server tunes malloc to keep freed pages, lip_rpc_tune_malloc). */
     struct mallinfo2 mi = mallinfo2();
+    if (mi.uordblks + mi.hblkhd == 0) return; /* an allocator that does not report (ASan) */
     lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_HEAP_USED, NULL, NULL),
                   (double)(mi.uordblks + mi.hblkhd));
     lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_HEAP_FREE, NULL, NULL), (double)mi.fordblks);

@@ -123,10 +123,16 @@ with open(os.path.join(DEPLOY, "Dockerfile")) as f:
 stages = dockerfile.split("\nFROM ")
 runtime = stages[-1] if len(stages) > 1 else ""
 listed = set(re.findall(r"\b(lib[a-z0-9.+-]+|zlib1g)\b", runtime.split("COPY")[0]))
-elf = subprocess.run(["readelf", "-d", BIN], capture_output=True, text=True).stdout
+# The image builds the release binary; a sanitizer build links its runtimes and every library
+# without --as-needed, so it is compared only when it is the release build.
+REL = BIN if "asan" not in os.path.relpath(BIN, ROOT).split(os.sep) else \
+    os.path.join(ROOT, "build", "lipsync")
+elf = subprocess.run(["readelf", "-d", REL], capture_output=True, text=True).stdout \
+    if os.path.exists(REL) else ""
 needed = re.findall(r"\(NEEDED\).*\[(.+?)\]", elf)
-ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(["ldd", BIN], capture_output=True,
-                                                              text=True).stdout, re.M))
+ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(["ldd", REL], capture_output=True,
+                                                              text=True).stdout, re.M)) \
+    if os.path.exists(REL) else {}
 
 
 def owner(path):
@@ -144,9 +150,13 @@ for so in needed:
     pkg = owner(ldd[so]) if so in ldd else None
     if pkg != "libc6" and pkg not in listed:
         missing.append("%s (%s)" % (so, pkg))
-tap(len(needed) > 5 and not missing,
-    "Dockerfile: the runtime stage installs the package of every library the binary links",
-    "not installed: " + ", ".join(missing))
+if not elf:
+    tap(True, "Dockerfile: the runtime stage installs the package of every library the binary "
+        "links", skip="no release build/lipsync to compare (sanitizer run)")
+else:
+    tap(len(needed) > 5 and not missing,
+        "Dockerfile: the runtime stage installs the package of every library the binary links",
+        "not installed: " + ", ".join(missing))
 try:
     with open(os.path.join(ROOT, ".dockerignore")) as f:
         ign = f.read().split()
