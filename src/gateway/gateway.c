@@ -311,26 +311,26 @@ static void reap_stream(sess *s, bool cancel)
 }
 
 /* ---- WebSocket -> gRPC ---------------------------------------------------------------------- */
-/* The options of every session's channel to the gRPC port. */
-static lip_rpc_client_opts client_opts(const lip_gateway *g)
+/* A channel to this server's gRPC port on loopback, with the gateway's TLS settings and the
+ * session's API key (NULL = none). */
+static lip_rpc_client *dial(const lip_gateway *g, const char *api_key, lip_err *err)
 {
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", g->grpc_port);
     lip_rpc_client_opts o = lip_rpc_client_opts_default();
     o.max_msg_bytes = 64 << 20;
+    o.api_key = api_key;
     o.tls_ca = g->tls_ca[0] ? g->tls_ca : NULL;
     o.tls_cert = g->tls_cert[0] ? g->tls_cert : NULL;
     o.tls_key = g->tls_key[0] ? g->tls_key : NULL;
     o.tls_target_name = g->tls_name[0] ? g->tls_name : NULL;
-    return o;
+    return lip_rpc_client_new_opts(target, &o, err);
 }
 
 static int ensure_client(sess *s, lip_err *err)
 {
     if (s->cli) return 0;
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", s->g->grpc_port);
-    lip_rpc_client_opts o = client_opts(s->g);
-    o.api_key = s->api_key[0] ? s->api_key : NULL;
-    s->cli = lip_rpc_client_new_opts(target, &o, err);
+    s->cli = dial(s->g, s->api_key[0] ? s->api_key : NULL, err);
     return s->cli ? 0 : err->code;
 }
 
@@ -1016,10 +1016,7 @@ lip_gateway *lip_gateway_start(const lip_gateway_opts *o, lip_err *err)
         if (tls[i].src) lip_strlcpy(tls[i].dst, tls[i].src, tls[i].n);
     }
     if (g->tls_ca[0] || g->tls_cert[0]) { /* read the PEM files now: a bad one fails start-up */
-        char target[64];
-        snprintf(target, sizeof target, "127.0.0.1:%d", g->grpc_port);
-        lip_rpc_client_opts co = client_opts(g);
-        lip_rpc_client *probe = lip_rpc_client_new_opts(target, &co, err);
+        lip_rpc_client *probe = dial(g, NULL, err);
         if (!probe) {
             lip_err_prefix(err, "gateway: ");
             lip_free(g);

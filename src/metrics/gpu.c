@@ -25,8 +25,9 @@ static struct {
     pthread_once_t once;
     int n; /* devices whose handle was obtained */
     void *dev[GPU_MAX];
+    unsigned int index[GPU_MAX]; /* their NVML index, the `gpu` label */
     nvml_mem_fn mem;
-} nv = {PTHREAD_ONCE_INIT, 0, {0}, NULL};
+} nv = {PTHREAD_ONCE_INIT, 0, {0}, {0}, NULL};
 
 static void nv_load(void)
 {
@@ -42,7 +43,7 @@ static void nv_load(void)
         return;
     }
     for (unsigned int i = 0; i < n && nv.n < GPU_MAX; i++)
-        if (handle(i, &nv.dev[nv.n]) == 0) nv.n++;
+        if (handle(i, &nv.dev[nv.n]) == 0) nv.index[nv.n++] = i;
     nv.mem = mem; /* the library stays loaded for the life of the process */
 }
 
@@ -53,7 +54,7 @@ static void gpu_hook(lip_metrics *m, void *arg)
         nvml_memory mi;
         if (nv.mem(nv.dev[i], &mi) != 0) continue;
         char id[16];
-        snprintf(id, sizeof id, "%d", i);
+        snprintf(id, sizeof id, "%u", nv.index[i]);
         const char *lv[] = {id};
         lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_GPU_USED, lv, NULL), (double)mi.used);
         lip_gauge_set(lip_metrics_gauge(m, LIP_METRIC_GPU_TOTAL, lv, NULL), (double)mi.total);

@@ -65,6 +65,18 @@ static const char *resolve_path(const lip_service *sv, const char *p, char *buf,
     return lip_path_join(buf, n, sv->models_root, p, NULL) ? NULL : buf;
 }
 
+/* Registers a configured model (models.<id>) under its configured paths; with preload it is
+ * also loaded now and pinned (lip_registry_add). */
+static int add_configured(lip_service *sv, const lip_service_model *cm, bool preload,
+                          lip_err *err)
+{
+    char b1[4096], b2[4096], b3[4096];
+    lip_avatar_paths ps = {.unet = resolve_path(sv, cm->model_path, b1, sizeof b1),
+                           .frames_dir = resolve_path(sv, cm->background_dir, b2, sizeof b2),
+                           .crop_rects = resolve_path(sv, cm->crop_rects_path, b3, sizeof b3)};
+    return lip_registry_add(sv->reg, cm->id, cm->id, &ps, preload, -1, err);
+}
+
 /* Unloads idle avatars every few seconds (a tenth of the idle timeout, 1-30 s). */
 static void *ticker_main(void *arg)
 {
@@ -165,11 +177,7 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
                         cm->id ? cm->id : "");
             goto fail;
         }
-        char b1[4096], b2[4096], b3[4096];
-        lip_avatar_paths ps = {.unet = resolve_path(sv, cm->model_path, b1, sizeof b1),
-                               .frames_dir = resolve_path(sv, cm->background_dir, b2, sizeof b2),
-                               .crop_rects = resolve_path(sv, cm->crop_rects_path, b3, sizeof b3)};
-        if (lip_registry_add(sv->reg, cm->id, cm->id, &ps, false, -1, err)) goto fail;
+        if (add_configured(sv, cm, false, err)) goto fail;
     }
     svc_rescan(sv);
     lip_pipeline_opts po = svc_pipeline_opts(sv);
@@ -181,13 +189,9 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
     /* Preloads: the models marked preload (loaded and pinned), then the default model (already
      * loaded when it is one of them: re-registering a loaded model would be refused). */
     for (int i = 0; opts && i < opts->n_models; i++) {
-        if (!opts->models[i].preload) continue;
-        char b1[4096], b2[4096], b3[4096];
         const lip_service_model *cm = &opts->models[i];
-        lip_avatar_paths ps = {.unet = resolve_path(sv, cm->model_path, b1, sizeof b1),
-                               .frames_dir = resolve_path(sv, cm->background_dir, b2, sizeof b2),
-                               .crop_rects = resolve_path(sv, cm->crop_rects_path, b3, sizeof b3)};
-        if (lip_registry_add(sv->reg, cm->id, cm->id, &ps, true, -1, err)) {
+        if (!cm->preload) continue;
+        if (add_configured(sv, cm, true, err)) {
             err->code = svc_load_code(err->code);
             lip_err_prefix(err, "preloading model '%s'", cm->id);
             goto fail;
@@ -200,7 +204,8 @@ lip_service *lip_service_new(const lip_service_opts *opts, lip_err *err)
             lip_err_prefix(err, "default model '%s'", sv->default_model);
             goto fail;
         }
-        lip_log_info("service: loaded default model '%s' in %.0f ms", sv->default_model, ms);
+        if (was) lip_log_info("service: default model '%s' (preloaded)", sv->default_model);
+        else lip_log_info("service: loaded default model '%s' in %.0f ms", sv->default_model, ms);
     }
     if (sv->o.idle_timeout_min > 0) {
         if (pthread_create(&sv->ticker, NULL, ticker_main, sv) != 0) {
